@@ -1,0 +1,160 @@
+import { parseArgs } from "node:util"
+import { Data, Either } from "effect"
+
+/** Log levels accepted by `--log-level`; CloudNativePG spells warn as `warning`. */
+export const LOG_LEVELS = ["error", "warning", "warn", "info", "debug", "trace"] as const
+export type LogLevelName = (typeof LOG_LEVELS)[number]
+
+export interface CommonOptions {
+  readonly logLevel: LogLevelName
+  readonly pluginPath: string
+}
+
+/** `instance` and `restore` serve CNPG-I on `<pluginPath>/pgbackrest.dalibo.com`. */
+export interface SocketRole extends CommonOptions {
+  readonly _tag: "Instance" | "Restore"
+}
+
+/** `operator` serves CNPG-I over TCP with mutual TLS. */
+export interface OperatorRole extends CommonOptions {
+  readonly _tag: "Operator"
+  readonly serverAddress: string
+  readonly serverCert: string
+  readonly serverKey: string
+  readonly clientCert: string
+}
+
+export interface Healthcheck extends CommonOptions {
+  readonly _tag: "Healthcheck"
+}
+
+export interface Help {
+  readonly _tag: "Help"
+}
+
+export interface Version {
+  readonly _tag: "Version"
+}
+
+export type CliCommand = SocketRole | OperatorRole | Healthcheck | Help | Version
+
+/** A command line we cannot run: printed with the usage text, exit code 2. */
+export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason: string }> {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+export const USAGE = `Usage: cnpg-pgbackrest <role> [flags]
+
+Roles:
+  instance      serve CNPG-I (WAL, backup) on <plugin-path>/pgbackrest.dalibo.com (PostgreSQL pod sidecar)
+  restore       serve CNPG-I (restore job hooks, WAL restore) on the same socket (full-recovery Job sidecar)
+  operator      serve CNPG-I (lifecycle, reconciler, operator) over TCP with mutual TLS
+  healthcheck   exit 0 when the plugin socket answers as serving (startupProbe)
+
+Flags:
+  --plugin-path DIR       directory of the plugin socket (default /plugins)
+  --log-level LEVEL       error|warning|info|debug|trace (default info)
+  --server-address ADDR   operator: address to listen on (default 0.0.0.0:9090)
+  --server-cert FILE      operator: server certificate (PEM)
+  --server-key FILE       operator: server private key (PEM)
+  --client-cert FILE      operator: CA certificate that client certificates must chain to (PEM)
+  -h, --help              show this help
+  -v, --version           show the version
+`
+
+const ROLE_FLAGS = {
+  "log-level": { type: "string" },
+  "plugin-path": { type: "string" },
+} as const
+
+const OPERATOR_FLAGS = {
+  ...ROLE_FLAGS,
+  "server-address": { type: "string" },
+  "server-cert": { type: "string" },
+  "server-key": { type: "string" },
+  "client-cert": { type: "string" },
+} as const
+
+const isLogLevel = (value: string): value is LogLevelName => LOG_LEVELS.some((level) => level === value)
+
+const parseFlags = <Flags extends typeof ROLE_FLAGS | typeof OPERATOR_FLAGS>(
+  role: string,
+  args: ReadonlyArray<string>,
+  flags: Flags,
+) =>
+  Either.try({
+    try: () => parseArgs({ args: [...args], options: flags, strict: true, allowPositionals: false }).values,
+    catch: (error) =>
+      new UsageError({ reason: `${role}: ${error instanceof Error ? error.message : String(error)}` }),
+  })
+
+const common = (
+  role: string,
+  values: { readonly "log-level"?: string | undefined; readonly "plugin-path"?: string | undefined },
+): Either.Either<CommonOptions, UsageError> => {
+  const logLevel = values["log-level"] ?? "info"
+  if (!isLogLevel(logLevel)) {
+    return Either.left(
+      new UsageError({
+        reason: `${role}: --log-level must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`,
+      }),
+    )
+  }
+  const pluginPath = values["plugin-path"] ?? "/plugins"
+  if (pluginPath === "") {
+    return Either.left(new UsageError({ reason: `${role}: --plugin-path must not be empty` }))
+  }
+  return Either.right({ logLevel, pluginPath })
+}
+
+const required = (
+  role: string,
+  flag: string,
+  value: string | undefined,
+): Either.Either<string, UsageError> =>
+  value === undefined || value === ""
+    ? Either.left(new UsageError({ reason: `${role}: --${flag} is required` }))
+    : Either.right(value)
+
+/** Parses `process.argv.slice(2)`; pure, so every rejection is testable without a process. */
+export const parseCommandLine = (argv: ReadonlyArray<string>): Either.Either<CliCommand, UsageError> => {
+  const [role, ...rest] = argv
+  switch (role) {
+    case undefined:
+      return Either.left(new UsageError({ reason: "a role is required" }))
+    case "-h":
+    case "--help":
+    case "help":
+      return Either.right({ _tag: "Help" })
+    case "-v":
+    case "--version":
+    case "version":
+      return Either.right({ _tag: "Version" })
+    case "instance":
+    case "restore":
+    case "healthcheck": {
+      const tag = role === "instance" ? "Instance" : role === "restore" ? "Restore" : "Healthcheck"
+      return parseFlags(role, rest, ROLE_FLAGS).pipe(
+        Either.flatMap((values) => common(role, values)),
+        Either.map((options): CliCommand => ({ _tag: tag, ...options })),
+      )
+    }
+    case "operator":
+      return Either.gen(function* () {
+        const values = yield* parseFlags(role, rest, OPERATOR_FLAGS)
+        const options = yield* common(role, values)
+        return {
+          _tag: "Operator",
+          ...options,
+          serverAddress: values["server-address"] ?? "0.0.0.0:9090",
+          serverCert: yield* required(role, "server-cert", values["server-cert"]),
+          serverKey: yield* required(role, "server-key", values["server-key"]),
+          clientCert: yield* required(role, "client-cert", values["client-cert"]),
+        } satisfies OperatorRole
+      })
+    default:
+      return Either.left(new UsageError({ reason: `unknown role "${role}"` }))
+  }
+}

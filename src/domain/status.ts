@@ -1,0 +1,33 @@
+import { Match } from "effect"
+import { Status } from "nice-grpc-common"
+import type { PluginError } from "./errors.js"
+
+/** A gRPC status as the plugin reports it. */
+export interface GrpcStatus {
+  readonly code: Status
+  readonly message: string
+}
+
+/**
+ * The one place where plugin errors become gRPC status codes. The instance manager turns any error
+ * from WAL.Archive into a failed archive_command (PostgreSQL keeps the segment and retries), and
+ * WAL.Restore's NOT_FOUND into "segment absent" (PostgreSQL switches to streaming or ends recovery),
+ * so codes matter: a transient failure must never read as NOT_FOUND.
+ */
+export const grpcStatusOf = (error: PluginError): GrpcStatus => ({
+  code: codeOf(error),
+  message: error.message,
+})
+
+const codeOf = Match.type<PluginError>().pipe(
+  Match.tagsExhaustive({
+    InvalidRequest: () => Status.INVALID_ARGUMENT,
+    NotFound: () => Status.NOT_FOUND,
+    FailedPrecondition: () => Status.FAILED_PRECONDITION,
+    Unavailable: () => Status.UNAVAILABLE,
+    Unimplemented: () => Status.UNIMPLEMENTED,
+    // pgBackRest exit codes do not tell transient from permanent reliably; callers that know better
+    // (archive-get's "not found") map to a more precise error before reaching here.
+    PgBackRestFailed: () => Status.INTERNAL,
+  }),
+)

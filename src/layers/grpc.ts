@@ -1,0 +1,253 @@
+import * as net from "node:net"
+import * as path from "node:path"
+import { FileSystem } from "@effect/platform"
+import { Cause, Duration, Effect, Exit, Runtime, type Scope } from "effect"
+import {
+  type CompatServiceDefinition,
+  createServer,
+  type Server,
+  ServerError,
+  type ServiceImplementation,
+  Status,
+} from "nice-grpc"
+import { type PluginError, ServerStartFailed, SocketInUse } from "../domain/errors.js"
+import { grpcStatusOf } from "../domain/status.js"
+import { MutualTlsCredentials } from "./tlsCredentials.js"
+
+/**
+ * The bridge between nice-grpc and Effect. Every handler runs its program on the one runtime the
+ * role's layer built, with the call's AbortSignal: a cancelled or expired call interrupts the fiber,
+ * which kills whatever child process it started. The Exit becomes a `ServerError` here and only here.
+ */
+export const makeRunner =
+  <R>(runtime: Runtime.Runtime<R>) =>
+  <A>(rpc: string, program: Effect.Effect<A, PluginError, R>, signal: AbortSignal): Promise<A> =>
+    Runtime.runPromiseExit(runtime)(
+      program.pipe(
+        Effect.tapErrorCause((cause) =>
+          Cause.isInterruptedOnly(cause)
+            ? Effect.logInfo("call cancelled")
+            : Cause.isFailure(cause)
+              ? Effect.logWarning("call failed", Cause.squash(cause))
+              : Effect.logError("call crashed", cause),
+        ),
+        Effect.annotateLogs({ rpc }),
+        Effect.withSpan(rpc),
+      ),
+      { signal },
+    ).then((exit) => {
+      if (Exit.isSuccess(exit)) {
+        return exit.value
+      }
+      throw serverErrorOf(rpc, exit.cause)
+    })
+
+/** The gRPC status a failed handler reports: typed failures keep their code, the rest are generic. */
+export const serverErrorOf = (rpc: string, cause: Cause.Cause<PluginError>): ServerError => {
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some") {
+    const status = grpcStatusOf(failure.value)
+    return new ServerError(status.code, status.message)
+  }
+  if (Cause.isInterruptedOnly(cause)) {
+    return new ServerError(Status.CANCELLED, `${rpc} was cancelled`)
+  }
+  // A defect's text may contain anything (paths, environment): keep it in the plugin's log only.
+  return new ServerError(Status.INTERNAL, `${rpc} failed with an internal error; see the plugin logs`)
+}
+
+/** One service to serve: a generated definition and its implementation, typed together. */
+export interface Registration {
+  readonly name: string
+  readonly addTo: (server: Server) => void
+}
+
+export const registration = <S extends CompatServiceDefinition>(
+  name: string,
+  definition: S,
+  implementation: ServiceImplementation<S>,
+): Registration => ({ name, addTo: (server) => server.add(definition, implementation) })
+
+/** How long a graceful shutdown may wait for calls in flight (an archive-push) before cancelling them. */
+export const SHUTDOWN_GRACE = Duration.seconds(20)
+
+const probeSocket = (socket: string): Effect.Effect<"live" | "stale" | "absent"> =>
+  Effect.async<"live" | "stale" | "absent">((resume) => {
+    const connection = net.connect(socket)
+    connection.once("connect", () => {
+      connection.destroy()
+      resume(Effect.succeed("live"))
+    })
+    connection.once("error", (error: NodeJS.ErrnoException) => {
+      connection.destroy()
+      resume(Effect.succeed(error.code === "ENOENT" ? "absent" : "stale"))
+    })
+    return Effect.sync(() => connection.destroy())
+  })
+
+/**
+ * Makes `socket` free to bind: a stale socket file (left by a killed sidecar) is removed, a socket
+ * another live process answers on is never stolen, and a path that is not a socket is left alone.
+ */
+const claimSocket = (socket: string) =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const failed = (reason: string) => new ServerStartFailed({ address: `unix:${socket}`, reason })
+    yield* fs
+      .makeDirectory(path.dirname(socket), { recursive: true })
+      .pipe(Effect.mapError((e) => failed(e.message)))
+    const info = yield* fs.stat(socket).pipe(Effect.option)
+    if (info._tag === "None") {
+      return
+    }
+    if (info.value.type !== "Socket") {
+      return yield* failed(`the path exists and is not a socket (${info.value.type})`)
+    }
+    const state = yield* probeSocket(socket)
+    if (state === "live") {
+      return yield* new SocketInUse({ path: socket })
+    }
+    if (state === "stale") {
+      yield* Effect.logInfo("removing stale plugin socket").pipe(Effect.annotateLogs({ socket }))
+      yield* fs.remove(socket, { force: true }).pipe(Effect.mapError((e) => failed(e.message)))
+    }
+  })
+
+const startServer = (
+  address: string,
+  registrations: ReadonlyArray<Registration>,
+  listen: (server: Server) => Promise<number>,
+) =>
+  Effect.acquireRelease(
+    Effect.tryPromise({
+      try: async () => {
+        const server = createServer()
+        for (const service of registrations) {
+          service.addTo(server)
+        }
+        await listen(server)
+        return server
+      },
+      catch: (error) =>
+        new ServerStartFailed({ address, reason: error instanceof Error ? error.message : String(error) }),
+    }),
+    (server) =>
+      Effect.promise(() => server.shutdown()).pipe(
+        Effect.timeout(SHUTDOWN_GRACE),
+        Effect.catchAll(() =>
+          Effect.logWarning("calls still running after the grace period; cancelling them").pipe(
+            Effect.zipRight(Effect.sync(() => server.forceShutdown())),
+          ),
+        ),
+      ),
+  )
+
+/**
+ * Serves the registrations on a unix socket for the lifetime of the scope. On scope close (SIGTERM
+ * reaches here through the runtime's interruption) the server drains, then the socket file is removed
+ * so the instance manager's next scan of /plugins does not find a dead plugin.
+ */
+export const serveUnixSocket = (
+  socket: string,
+  registrations: ReadonlyArray<Registration>,
+): Effect.Effect<void, SocketInUse | ServerStartFailed, Scope.Scope | FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    yield* claimSocket(socket)
+    yield* Effect.addFinalizer(() => fs.remove(socket, { force: true }).pipe(Effect.ignore))
+    yield* startServer(`unix:${socket}`, registrations, (server) => server.listen(`unix:${socket}`))
+    yield* Effect.logInfo("serving CNPG-I").pipe(
+      Effect.annotateLogs({ socket, services: registrations.map((service) => service.name) }),
+    )
+  })
+
+interface UnaryMethod {
+  readonly name: string
+  readonly requestStream: false
+  readonly responseStream: false
+  readonly requestType: { decode(input: Uint8Array): unknown }
+  readonly responseType: { decode(input: Uint8Array): unknown }
+}
+
+/**
+ * The Effect-side shape of a unary gRPC service: one function per generated method, from the decoded
+ * request to the response, failing only with `PluginError`. Checked against the generated definition,
+ * so a renamed field or a missing RPC is a compile error, not a runtime surprise.
+ */
+export type EffectHandlers<D extends { readonly methods: Record<string, UnaryMethod> }, R = never> = {
+  readonly [K in keyof D["methods"]]: (
+    request: ReturnType<D["methods"][K]["requestType"]["decode"]>,
+  ) => Effect.Effect<ReturnType<D["methods"][K]["responseType"]["decode"]>, PluginError, R>
+}
+
+/** Adapts Effect handlers to a nice-grpc implementation that runs every call on `runtime`. */
+export const implement = <
+  D extends CompatServiceDefinition & {
+    readonly fullName: string
+    readonly methods: Record<string, UnaryMethod>
+  },
+  R,
+>(
+  definition: D,
+  handlers: EffectHandlers<D, R>,
+  runtime: Runtime.Runtime<R>,
+): Registration => {
+  const run = makeRunner(runtime)
+  const implementation: Record<
+    string,
+    (request: never, context: { signal: AbortSignal }) => Promise<unknown>
+  > = {}
+  for (const [key, method] of Object.entries(definition.methods)) {
+    const handler: ((request: never) => Effect.Effect<unknown, PluginError, R>) | undefined = handlers[key]
+    if (handler === undefined) {
+      continue
+    }
+    implementation[key] = (request, context) =>
+      run(`${definition.fullName}/${method.name}`, handler(request), context.signal)
+  }
+  // The record above has exactly the keys and signatures of EffectHandlers<D>, which mirror the
+  // generated ServiceImplementation<D>; TypeScript cannot follow a mapped type built in a loop.
+  return registration(definition.fullName, definition, implementation as unknown as ServiceImplementation<D>)
+}
+
+/** PEM files of the operator-facing server: its certificate and key, and the CA of allowed clients. */
+export interface MutualTlsFiles {
+  readonly serverCert: string
+  readonly serverKey: string
+  readonly clientCa: string
+}
+
+/**
+ * Serves the registrations over TCP with mutual TLS for the lifetime of the scope: the operator must
+ * present a certificate that chains to `clientCa`, and nothing older than TLS 1.3 is accepted.
+ */
+export const serveMutualTls = (
+  address: string,
+  files: MutualTlsFiles,
+  registrations: ReadonlyArray<Registration>,
+): Effect.Effect<number, ServerStartFailed, Scope.Scope | FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const read = (file: string) =>
+      fs.readFile(file).pipe(
+        Effect.map((bytes) => Buffer.from(bytes)),
+        Effect.mapError(
+          (error) => new ServerStartFailed({ address, reason: `cannot read ${file}: ${error.message}` }),
+        ),
+      )
+    const [cert, key, ca] = yield* Effect.all([
+      read(files.serverCert),
+      read(files.serverKey),
+      read(files.clientCa),
+    ])
+    const credentials = new MutualTlsCredentials({ cert, key, clientCa: ca })
+    let port = 0
+    yield* startServer(address, registrations, async (server) => {
+      port = await server.listen(address, credentials)
+      return port
+    })
+    yield* Effect.logInfo("serving CNPG-I over mutual TLS").pipe(
+      Effect.annotateLogs({ address, port, services: registrations.map((service) => service.name) }),
+    )
+    return port
+  })

@@ -1,0 +1,63 @@
+import { NodeRuntime } from "@effect/platform-node"
+import { Effect, Either, Layer } from "effect"
+import { type CliCommand, parseCommandLine, USAGE } from "./domain/cli.js"
+import { PLUGIN_NAME, PLUGIN_VERSION, socketPath } from "./domain/plugin.js"
+import { InstanceLive, RestoreLive } from "./layers/InstanceLive.js"
+import { LoggingLive } from "./layers/logging.js"
+import { OperatorLive } from "./layers/OperatorLive.js"
+import { checkHealth } from "./services/pluginClient.js"
+
+const HEALTHCHECK_TIMEOUT_MS = 5_000
+
+const serve = <E>(
+  role: string,
+  command: Extract<CliCommand, { logLevel: unknown }>,
+  live: Layer.Layer<never, E>,
+) =>
+  Effect.logInfo("starting").pipe(
+    Effect.zipRight(Layer.launch(live)),
+    Effect.onInterrupt(() => Effect.logInfo("stopped")),
+    Effect.tapErrorCause((cause) => Effect.logError("stopped on error", cause)),
+    Effect.annotateLogs({ role, plugin: PLUGIN_NAME, version: PLUGIN_VERSION }),
+    Effect.provide(LoggingLive(command.logLevel)),
+  )
+
+const programOf = (command: CliCommand): Effect.Effect<void, unknown> => {
+  switch (command._tag) {
+    case "Help":
+      return Effect.sync(() => process.stdout.write(USAGE))
+    case "Version":
+      return Effect.sync(() => process.stdout.write(`${PLUGIN_VERSION}\n`))
+    case "Instance":
+      return serve("instance", command, InstanceLive({ socketPath: socketPath(command.pluginPath) }))
+    case "Restore":
+      return serve("restore", command, RestoreLive({ socketPath: socketPath(command.pluginPath) }))
+    case "Operator":
+      return serve(
+        "operator",
+        command,
+        OperatorLive({
+          serverAddress: command.serverAddress,
+          serverCert: command.serverCert,
+          serverKey: command.serverKey,
+          clientCa: command.clientCert,
+        }),
+      )
+    case "Healthcheck":
+      return checkHealth(socketPath(command.pluginPath), HEALTHCHECK_TIMEOUT_MS).pipe(
+        Effect.tapError((error) => Effect.logError(`unhealthy: ${error.message}`)),
+        Effect.provide(LoggingLive(command.logLevel, "stderr")),
+      )
+  }
+}
+
+Either.match(parseCommandLine(process.argv.slice(2)), {
+  onLeft: (error) => {
+    process.stderr.write(`cnpg-pgbackrest: ${error.message}\n\n${USAGE}`)
+    process.exitCode = 2
+  },
+  // Errors are logged by the program itself, as JSON lines, rather than by runMain's reporter (which
+  // would print them a second time, in a human format that log collectors cannot parse).
+  onRight: (command) =>
+    NodeRuntime.runMain(programOf(command), { disableErrorReporting: true, disablePrettyLogger: true }),
+})
