@@ -45,6 +45,16 @@ export class Unavailable extends Schema.TaggedError<Unavailable>()("Unavailable"
   }
 }
 
+/** The plugin's service account may not do what the call needs (Kubernetes RBAC said 403). */
+export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("PermissionDenied", {
+  action: Schema.String,
+  reason: Schema.String,
+}) {
+  override get message(): string {
+    return `not allowed to ${this.action}: ${this.reason}`
+  }
+}
+
 /** The RPC exists in CNPG-I but this role does not serve it. */
 export class Unimplemented extends Schema.TaggedError<Unimplemented>()("Unimplemented", {
   rpc: Schema.String,
@@ -66,6 +76,16 @@ export class PgBackRestFailed extends Schema.TaggedError<PgBackRestFailed>()("Pg
   }
 }
 
+/** A pgBackRest command ran longer than its time limit and was killed (with its process group). */
+export class PgBackRestTimeout extends Schema.TaggedError<PgBackRestTimeout>()("PgBackRestTimeout", {
+  command: Schema.String,
+  timeoutMs: Schema.Number,
+}) {
+  override get message(): string {
+    return `pgbackrest ${this.command} did not finish within ${this.timeoutMs} ms and was stopped`
+  }
+}
+
 /** Errors a CNPG-I handler may fail with; each one maps to a gRPC status. */
 export type PluginError =
   | InvalidRequest
@@ -73,7 +93,9 @@ export type PluginError =
   | FailedPrecondition
   | Unavailable
   | Unimplemented
+  | PermissionDenied
   | PgBackRestFailed
+  | PgBackRestTimeout
 
 /** The unix socket is held by another live process: two sidecars must never share it. */
 export class SocketInUse extends Schema.TaggedError<SocketInUse>()("SocketInUse", {

@@ -26,6 +26,8 @@ const codeOf = Match.type<PluginError>().pipe(
     FailedPrecondition: () => Status.FAILED_PRECONDITION,
     Unavailable: () => Status.UNAVAILABLE,
     Unimplemented: () => Status.UNIMPLEMENTED,
+    PermissionDenied: () => Status.PERMISSION_DENIED,
+    PgBackRestTimeout: () => Status.DEADLINE_EXCEEDED,
     // pgBackRest exit codes do not tell transient from permanent reliably; callers that know better
     // (archive-get's "not found") map to a more precise error before reaching here.
     PgBackRestFailed: () => Status.INTERNAL,

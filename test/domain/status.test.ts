@@ -5,7 +5,9 @@ import {
   FailedPrecondition,
   InvalidRequest,
   NotFound,
+  PermissionDenied,
   PgBackRestFailed,
+  PgBackRestTimeout,
   type PluginError,
   Unavailable,
   Unimplemented,
@@ -42,6 +44,16 @@ describe("grpcStatusOf", () => {
       new Unimplemented({ rpc: "WAL.SetFirstRequired" }),
       Status.UNIMPLEMENTED,
       "WAL.SetFirstRequired is not served by this role of the plugin",
+    ],
+    [
+      new PermissionDenied({ action: "get secrets/s3-creds in namespace db", reason: "forbidden" }),
+      Status.PERMISSION_DENIED,
+      "not allowed to get secrets/s3-creds in namespace db: forbidden",
+    ],
+    [
+      new PgBackRestTimeout({ command: "archive-push", timeoutMs: 60000 }),
+      Status.DEADLINE_EXCEEDED,
+      "pgbackrest archive-push did not finish within 60000 ms and was stopped",
     ],
     [
       new PgBackRestFailed({ command: "archive-push", exitCode: 82, stderrTail: "ERROR: [082]: timeout\n" }),
