@@ -1,0 +1,189 @@
+import { Either, Schema } from "effect"
+import { decodeWithPath } from "./decode.js"
+import type { InvalidRequest } from "./errors.js"
+
+/**
+ * The `Stanza` custom resource (`pgbackrest.dalibo.com/v1`): the pgBackRest configuration a Cluster
+ * points at with its `stanzaRef` parameter. Field names are those of the documented manifests, so the
+ * documentation's examples decode unchanged.
+ */
+
+const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
+
+const Count = (minimum: number) =>
+  Schema.Int.pipe(
+    Schema.greaterThanOrEqualTo(minimum, { message: () => `must be an integer from ${minimum} to 9999999` }),
+    Schema.lessThanOrEqualTo(9999999, { message: () => `must be an integer from ${minimum} to 9999999` }),
+  )
+
+/** A key of a Secret in the Stanza's namespace. */
+export const SecretKeySelector = Schema.Struct({ name: NonEmpty, key: NonEmpty })
+export type SecretKeySelector = typeof SecretKeySelector.Type
+
+/** pgBackRest `repo-retention-*`; `history` included (an earlier plugin silently dropped it). */
+export const RetentionPolicy = Schema.Struct({
+  full: Schema.optional(Count(1)),
+  fullType: Schema.optional(Schema.Literal("count", "time")),
+  diff: Schema.optional(Count(1)),
+  archive: Schema.optional(Count(1)),
+  archiveType: Schema.optional(Schema.Literal("full", "diff", "incr")),
+  history: Schema.optional(Count(0)),
+})
+export type RetentionPolicy = typeof RetentionPolicy.Type
+
+export const S3SecretRef = Schema.Struct({
+  accessKeyId: Schema.optional(SecretKeySelector),
+  secretAccessKey: Schema.optional(SecretKeySelector),
+}).pipe(
+  Schema.filter((ref) =>
+    (ref.accessKeyId === undefined) === (ref.secretAccessKey === undefined)
+      ? undefined
+      : {
+          path: [ref.accessKeyId === undefined ? "accessKeyId" : "secretAccessKey"],
+          message: "accessKeyId and secretAccessKey go together: give both or neither",
+        },
+  ),
+)
+
+export const CipherConfig = Schema.Struct({
+  encryptionPass: SecretKeySelector,
+  type: Schema.optionalWith(Schema.Literal("aes-256-cbc"), { default: () => "aes-256-cbc" as const }),
+})
+
+/** `host`, `host:port`, or `https://host[:port]`; pgBackRest speaks HTTPS only. */
+const Endpoint = NonEmpty.pipe(
+  Schema.filter(
+    (value) =>
+      /^(https:\/\/)?[A-Za-z0-9.-]+(:[0-9]{1,5})?\/?$/.test(value) ||
+      /^(https:\/\/)?\[[0-9a-fA-F:.]+\](:[0-9]{1,5})?\/?$/.test(value),
+    {
+      message: () =>
+        "must be a host name with an optional port (https:// allowed, http:// is not supported by pgBackRest)",
+    },
+  ),
+)
+
+const RepoPath = NonEmpty.pipe(
+  Schema.filter((value) => value.startsWith("/") && !value.split("/").includes(".."), {
+    message: () => "must be an absolute path without '..'",
+  }),
+)
+
+export const S3Repository = Schema.Struct({
+  bucket: NonEmpty,
+  endpoint: Endpoint,
+  region: NonEmpty,
+  repoPath: RepoPath,
+  uriStyle: Schema.optional(Schema.Literal("host", "path")),
+  // Default on: TLS checks are never turned off unless the manifest says so.
+  verifyTLS: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  retentionPolicy: Schema.optional(RetentionPolicy),
+  secretRef: Schema.optional(S3SecretRef),
+  cipherConfig: Schema.optional(CipherConfig),
+  /** A CA bundle (PEM) in a Secret, for endpoints whose certificate a private CA signed. */
+  endpointCA: Schema.optional(SecretKeySelector),
+})
+export type S3Repository = typeof S3Repository.Type
+
+const Size = Schema.String.pipe(
+  Schema.filter((value) => /^[0-9]+ ?(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB|PB|PiB)?$/.test(value), {
+    message: () => "must be a size such as 512MiB or 1GiB",
+  }),
+)
+
+export const ArchiveOptions = Schema.Struct({
+  async: Schema.optionalWith(Schema.Boolean, { default: () => false }),
+  pushQueueMax: Schema.optional(Size),
+  getQueueMax: Schema.optional(Size),
+})
+
+export const CompressConfig = Schema.Struct({
+  type: Schema.optional(Schema.Literal("bz2", "gz", "lz4", "zst")),
+  level: Schema.optional(
+    Schema.Int.pipe(Schema.between(-5, 22, { message: () => "must be an integer from -5 to 22" })),
+  ),
+})
+
+const StanzaName = NonEmpty.pipe(
+  Schema.filter((value) => /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(value), {
+    message: () => "must be 1 to 63 letters, digits, '-', '_' or '.', starting with a letter or digit",
+  }),
+)
+
+const CustomEnv = Schema.Record({ key: Schema.String, value: Schema.String }).pipe(
+  Schema.filter((variables) => {
+    const bad = Object.keys(variables).find((name) => !/^PGBACKREST_[A-Z0-9_]+$/.test(name))
+    return bad === undefined
+      ? undefined
+      : { path: [bad], message: "custom variables must be named PGBACKREST_<OPTION>" }
+  }),
+)
+
+export const StanzaConfiguration = Schema.Struct({
+  name: StanzaName,
+  s3Repositories: Schema.optionalWith(Schema.Array(S3Repository), { default: () => [] }),
+  azureRepositories: Schema.optional(
+    Schema.Array(Schema.Unknown).pipe(
+      Schema.filter((repositories) => repositories.length === 0, {
+        message: () => "Azure repositories are not supported yet by this plugin",
+      }),
+    ),
+  ),
+  archive: Schema.optional(ArchiveOptions),
+  processMax: Schema.optional(
+    Schema.Int.pipe(Schema.between(1, 999, { message: () => "must be an integer from 1 to 999" })),
+  ),
+  compressConfig: Schema.optional(CompressConfig),
+  startFast: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  delta: Schema.optionalWith(Schema.Boolean, { default: () => true }),
+  logLevel: Schema.optional(Schema.Literal("off", "error", "warn", "info", "detail", "debug", "trace")),
+  customEnvVar: Schema.optional(CustomEnv),
+}).pipe(
+  Schema.filter((config) =>
+    config.s3Repositories.length > 0
+      ? undefined
+      : { path: ["s3Repositories"], message: "at least one repository is required" },
+  ),
+)
+export type StanzaConfiguration = typeof StanzaConfiguration.Type
+
+export const StanzaSpec = Schema.Struct({ stanzaConfiguration: StanzaConfiguration })
+
+/** Object metadata, read leniently: the API server adds many fields we do not use. */
+export const ObjectMeta = Schema.Struct({
+  name: NonEmpty,
+  namespace: Schema.optional(Schema.String),
+  uid: Schema.optional(Schema.String),
+  generation: Schema.optional(Schema.Number),
+  resourceVersion: Schema.optional(Schema.String),
+})
+
+const StanzaEnvelope = Schema.Struct({
+  apiVersion: Schema.optional(Schema.Literal("pgbackrest.dalibo.com/v1")),
+  kind: Schema.optional(Schema.Literal("Stanza")),
+  metadata: ObjectMeta,
+  spec: Schema.Unknown,
+})
+
+export interface Stanza {
+  readonly metadata: typeof ObjectMeta.Type
+  readonly spec: typeof StanzaSpec.Type
+}
+
+const decodeEnvelope = decodeWithPath(StanzaEnvelope, "", { strict: false })
+const decodeSpec = decodeWithPath(StanzaSpec, "spec", { strict: true })
+
+/**
+ * Decodes a Stanza object as read from the API or a manifest. The metadata is read leniently; the spec
+ * strictly, so an unknown or misspelt field is an error naming it.
+ */
+export const decodeStanza = (input: unknown): Either.Either<Stanza, InvalidRequest> =>
+  Either.gen(function* () {
+    const envelope = yield* decodeEnvelope(input)
+    const spec = yield* decodeSpec(envelope.spec)
+    return { metadata: envelope.metadata, spec }
+  })
+
+/** Repository numbers as pgBackRest knows them: list order, from 1. */
+export const repositoryNumbers = (config: StanzaConfiguration): ReadonlyArray<number> =>
+  config.s3Repositories.map((_, index) => index + 1)
