@@ -1,0 +1,53 @@
+import * as path from "node:path"
+import { Either, Schema } from "effect"
+import { InvalidRequest } from "./errors.js"
+
+/**
+ * Names PostgreSQL gives files in pg_wal that archive_command may be asked to archive: a segment
+ * (24 hex digits), a partial segment, a backup history file, or a timeline history file.
+ */
+const WAL_FILE_NAME = /^(?:[0-9A-F]{24}(?:\.partial|\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$/
+
+export const WalFileName = Schema.String.pipe(
+  Schema.filter((name) => WAL_FILE_NAME.test(name), {
+    message: () => "must be a WAL file name such as 000000010000000000000001",
+  }),
+  Schema.brand("WalFileName"),
+)
+export type WalFileName = typeof WalFileName.Type
+
+/** A regular 16 MiB segment (not history, backup label or partial file). */
+export const isSegment = (name: WalFileName): boolean => /^[0-9A-F]{24}$/.test(name)
+
+export const decodeWalFileName = (field: string, name: string): Either.Either<WalFileName, InvalidRequest> =>
+  Schema.decodeEither(WalFileName)(name).pipe(
+    Either.mapLeft(
+      () =>
+        new InvalidRequest({
+          field,
+          reason: `"${name}" is not a WAL file name (expected e.g. 000000010000000000000001)`,
+        }),
+    ),
+  )
+
+/**
+ * Checks the file the operator asks us to archive: an absolute, normalised path to a WAL file inside
+ * the instance's `pg_wal`. Anything else (a traversal, a file elsewhere on the volume) is refused
+ * before pgBackRest ever sees it.
+ */
+export const archiveSource = (
+  field: string,
+  file: string,
+  pgData: string,
+): Either.Either<{ readonly path: string; readonly name: WalFileName }, InvalidRequest> => {
+  if (!path.isAbsolute(file) || path.normalize(file) !== file) {
+    return Either.left(
+      new InvalidRequest({ field, reason: `"${file}" must be an absolute, normalised path` }),
+    )
+  }
+  const walDir = path.join(pgData, "pg_wal")
+  if (path.dirname(file) !== walDir) {
+    return Either.left(new InvalidRequest({ field, reason: `"${file}" is not in ${walDir}` }))
+  }
+  return decodeWalFileName(field, path.basename(file)).pipe(Either.map((name) => ({ path: file, name })))
+}
