@@ -5,7 +5,7 @@ import { PLUGIN_NAME, PLUGIN_VERSION, socketPath } from "./domain/plugin.js"
 import { InstanceLive, RestoreLive } from "./layers/InstanceLive.js"
 import { LoggingLive } from "./layers/logging.js"
 import { OperatorLive } from "./layers/OperatorLive.js"
-import { checkHealth } from "./services/pluginClient.js"
+import { archiveWal, checkHealth } from "./services/pluginClient.js"
 
 const HEALTHCHECK_TIMEOUT_MS = 5_000
 
@@ -42,6 +42,11 @@ const programOf = (command: CliCommand): Effect.Effect<void, unknown> => {
           serverKey: command.serverKey,
           clientCa: command.clientCert,
         }),
+      )
+    case "Client":
+      return archiveWal(socketPath(command.pluginPath), command.clusterFile, command.walPath).pipe(
+        Effect.tapError((error) => Effect.logError(`wal-archive failed: ${error.message}`)),
+        Effect.provide(LoggingLive(command.logLevel, "stderr")),
       )
     case "Healthcheck":
       return checkHealth(socketPath(command.pluginPath), HEALTHCHECK_TIMEOUT_MS).pipe(

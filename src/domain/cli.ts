@@ -13,6 +13,17 @@ export interface CommonOptions {
 /** `instance` and `restore` serve CNPG-I on `<pluginPath>/pgbackrest.dalibo.com`. */
 export interface SocketRole extends CommonOptions {
   readonly _tag: "Instance" | "Restore"
+  /** Local mode: read Clusters, Stanzas and Secrets from these manifests instead of the Kubernetes API. */
+  readonly manifests?: string
+}
+
+/** `client <rpc>`: calls the plugin's socket the way CloudNativePG's instance manager does. */
+export interface ClientCall extends CommonOptions {
+  readonly _tag: "Client"
+  readonly rpc: "wal-archive"
+  /** A manifest of the Cluster, sent as `cluster_definition`. */
+  readonly clusterFile: string
+  readonly walPath: string
 }
 
 /** `operator` serves CNPG-I over TCP with mutual TLS. */
@@ -36,7 +47,7 @@ export interface Version {
   readonly _tag: "Version"
 }
 
-export type CliCommand = SocketRole | OperatorRole | Healthcheck | Help | Version
+export type CliCommand = SocketRole | OperatorRole | Healthcheck | ClientCall | Help | Version
 
 /** A command line we cannot run: printed with the usage text, exit code 2. */
 export class UsageError extends Data.TaggedError("UsageError")<{ readonly reason: string }> {
@@ -52,10 +63,14 @@ Roles:
   restore       serve CNPG-I (restore job hooks, WAL restore) on the same socket (full-recovery Job sidecar)
   operator      serve CNPG-I (lifecycle, reconciler, operator) over TCP with mutual TLS
   healthcheck   exit 0 when the plugin socket answers as serving (startupProbe)
+  client wal-archive <wal-path> --cluster FILE
+                send WAL.Archive to the socket like CloudNativePG's archive_command (exit 0 = archived)
 
 Flags:
   --plugin-path DIR       directory of the plugin socket (default /plugins)
   --log-level LEVEL       error|warning|info|debug|trace (default info)
+  --manifests DIR         instance, restore: read Cluster, Stanza and Secret manifests from DIR (local mode)
+  --cluster FILE          client: the Cluster manifest to send
   --server-address ADDR   operator: address to listen on (default 0.0.0.0:9090)
   --server-cert FILE      operator: server certificate (PEM)
   --server-key FILE       operator: server private key (PEM)
@@ -69,6 +84,16 @@ const ROLE_FLAGS = {
   "plugin-path": { type: "string" },
 } as const
 
+const SOCKET_ROLE_FLAGS = {
+  ...ROLE_FLAGS,
+  manifests: { type: "string" },
+} as const
+
+const CLIENT_FLAGS = {
+  ...ROLE_FLAGS,
+  cluster: { type: "string" },
+} as const
+
 const OPERATOR_FLAGS = {
   ...ROLE_FLAGS,
   "server-address": { type: "string" },
@@ -79,13 +104,20 @@ const OPERATOR_FLAGS = {
 
 const isLogLevel = (value: string): value is LogLevelName => LOG_LEVELS.some((level) => level === value)
 
-const parseFlags = <Flags extends typeof ROLE_FLAGS | typeof OPERATOR_FLAGS>(
+const parseFlags = <Flags extends typeof ROLE_FLAGS | typeof SOCKET_ROLE_FLAGS | typeof OPERATOR_FLAGS>(
   role: string,
   args: ReadonlyArray<string>,
   flags: Flags,
 ) =>
   Either.try({
     try: () => parseArgs({ args: [...args], options: flags, strict: true, allowPositionals: false }).values,
+    catch: (error) =>
+      new UsageError({ reason: `${role}: ${error instanceof Error ? error.message : String(error)}` }),
+  })
+
+const parseWithPositionals = (role: string, args: ReadonlyArray<string>) =>
+  Either.try({
+    try: () => parseArgs({ args: [...args], options: CLIENT_FLAGS, strict: true, allowPositionals: true }),
     catch: (error) =>
       new UsageError({ reason: `${role}: ${error instanceof Error ? error.message : String(error)}` }),
   })
@@ -118,6 +150,28 @@ const required = (
     ? Either.left(new UsageError({ reason: `${role}: --${flag} is required` }))
     : Either.right(value)
 
+const parseClient = (args: ReadonlyArray<string>): Either.Either<CliCommand, UsageError> =>
+  Either.gen(function* () {
+    const [rpc, ...rest] = args
+    if (rpc !== "wal-archive") {
+      return yield* Either.left(
+        new UsageError({
+          reason:
+            rpc === undefined ? "client: an RPC is required (wal-archive)" : `client: unknown RPC "${rpc}"`,
+        }),
+      )
+    }
+    const role = `client ${rpc}`
+    const { values, positionals } = yield* parseWithPositionals(role, rest)
+    const options = yield* common(role, values)
+    const clusterFile = yield* required(role, "cluster", values.cluster)
+    const [walPath, ...extra] = positionals
+    if (walPath === undefined || walPath === "" || extra.length > 0) {
+      return yield* Either.left(new UsageError({ reason: `${role}: exactly one WAL path is required` }))
+    }
+    return { _tag: "Client", rpc, ...options, clusterFile, walPath } satisfies ClientCall
+  })
+
 /** Parses `process.argv.slice(2)`; pure, so every rejection is testable without a process. */
 export const parseCommandLine = (argv: ReadonlyArray<string>): Either.Either<CliCommand, UsageError> => {
   const [role, ...rest] = argv
@@ -134,13 +188,23 @@ export const parseCommandLine = (argv: ReadonlyArray<string>): Either.Either<Cli
       return Either.right({ _tag: "Version" })
     case "instance":
     case "restore":
-    case "healthcheck": {
-      const tag = role === "instance" ? "Instance" : role === "restore" ? "Restore" : "Healthcheck"
+      return Either.gen(function* () {
+        const values = yield* parseFlags(role, rest, SOCKET_ROLE_FLAGS)
+        const options = yield* common(role, values)
+        const manifests = values.manifests
+        return {
+          _tag: role === "instance" ? "Instance" : "Restore",
+          ...options,
+          ...(manifests === undefined ? {} : { manifests: yield* required(role, "manifests", manifests) }),
+        } satisfies SocketRole
+      })
+    case "healthcheck":
       return parseFlags(role, rest, ROLE_FLAGS).pipe(
         Either.flatMap((values) => common(role, values)),
-        Either.map((options): CliCommand => ({ _tag: tag, ...options })),
+        Either.map((options): CliCommand => ({ _tag: "Healthcheck", ...options })),
       )
-    }
+    case "client":
+      return parseClient(rest)
     case "operator":
       return Either.gen(function* () {
         const values = yield* parseFlags(role, rest, OPERATOR_FLAGS)

@@ -1,4 +1,4 @@
-import { Redacted } from "effect"
+import type { Redacted } from "effect"
 import type { RetentionPolicy, S3Repository, SecretKeySelector, StanzaConfiguration } from "./stanza.js"
 
 /**
@@ -198,13 +198,3 @@ export const stanzaFingerprint = (config: StanzaConfiguration): string =>
       cipher: repo.cipherConfig?.type ?? "none",
     })),
   })
-
-/** Replaces every secret value of `env` found in `text` (error output) by `<redacted>`. */
-export const scrubSecrets = (text: string, env: PgBackRestEnv): string =>
-  Object.values(env).reduce<string>(
-    (acc, value) =>
-      Redacted.isRedacted(value) && Redacted.value(value).length >= 4
-        ? acc.split(Redacted.value(value)).join("<redacted>")
-        : acc,
-    text,
-  )

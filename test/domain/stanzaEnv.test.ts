@@ -4,7 +4,6 @@ import { decodeStanza, type StanzaConfiguration } from "../../src/domain/stanza.
 import {
   type InstanceContext,
   parseEndpoint,
-  scrubSecrets,
   secretUses,
   stanzaEnv,
   stanzaFingerprint,
@@ -270,15 +269,5 @@ describe("stanzaFingerprint", () => {
     assert.strictEqual(stanzaFingerprint(one), stanzaFingerprint(same))
     assert.notStrictEqual(stanzaFingerprint(one), stanzaFingerprint(two))
     assert.notStrictEqual(stanzaFingerprint(one), stanzaFingerprint(moved))
-  })
-})
-
-describe("scrubSecrets", () => {
-  it("removes secret values from text and leaves the rest", () => {
-    const env = { PGBACKREST_REPO1_S3_KEY_SECRET: Redacted.make("hunter22"), PGBACKREST_STANZA: "main" }
-    assert.strictEqual(
-      scrubSecrets("auth failed for hunter22 on main", env),
-      "auth failed for <redacted> on main",
-    )
   })
 })
