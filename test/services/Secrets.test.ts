@@ -166,7 +166,9 @@ describe("Secrets", () => {
       assert.strictEqual(yield* reads, 2)
     }).pipe(
       Effect.provide(TestLayer),
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map([["CNPG_PGBACKREST_SECRETS_CACHE_TTL", "5 seconds"]]))),
+      Effect.withConfigProvider(
+        ConfigProvider.fromMap(new Map([["CNPG_PGBACKREST_SECRETS_CACHE_TTL", "5 seconds"]])),
+      ),
     ),
   )
 
