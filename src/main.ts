@@ -1,8 +1,8 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Either, Layer } from "effect"
-import { type CliCommand, parseCommandLine, USAGE } from "./domain/cli.js"
+import { type CliCommand, parseCommandLine, type SocketRole, USAGE } from "./domain/cli.js"
 import { PLUGIN_NAME, PLUGIN_VERSION, socketPath } from "./domain/plugin.js"
-import { InstanceLive, RestoreLive } from "./layers/InstanceLive.js"
+import { InstanceLive, RestoreLive, type SocketRoleSettings } from "./layers/InstanceLive.js"
 import { LoggingLive } from "./layers/logging.js"
 import { OperatorLive } from "./layers/OperatorLive.js"
 import { archiveWal, checkHealth } from "./services/pluginClient.js"
@@ -22,6 +22,11 @@ const serve = <E>(
     Effect.provide(LoggingLive(command.logLevel)),
   )
 
+const socketSettings = (command: SocketRole): SocketRoleSettings => ({
+  socketPath: socketPath(command.pluginPath),
+  ...(command.manifests === undefined ? {} : { manifests: command.manifests }),
+})
+
 const programOf = (command: CliCommand): Effect.Effect<void, unknown> => {
   switch (command._tag) {
     case "Help":
@@ -29,9 +34,9 @@ const programOf = (command: CliCommand): Effect.Effect<void, unknown> => {
     case "Version":
       return Effect.sync(() => process.stdout.write(`${PLUGIN_VERSION}\n`))
     case "Instance":
-      return serve("instance", command, InstanceLive({ socketPath: socketPath(command.pluginPath) }))
+      return serve("instance", command, InstanceLive(socketSettings(command)))
     case "Restore":
-      return serve("restore", command, RestoreLive({ socketPath: socketPath(command.pluginPath) }))
+      return serve("restore", command, RestoreLive(socketSettings(command)))
     case "Operator":
       return serve(
         "operator",

@@ -148,6 +148,9 @@ export const stanzaEnv = (
 ): PgBackRestEnv => {
   const env: Record<string, string | Redacted.Redacted<string>> = { ...config.customEnvVar }
   Object.assign(env, {
+    // The Stanza is the whole configuration: Debian's /etc/pgbackrest.conf (repo1-path=...) must not
+    // add options behind its back.
+    PGBACKREST_CONFIG: "/dev/null",
     PGBACKREST_STANZA: config.name,
     PGBACKREST_PG1_PATH: instance.pgData,
     PGBACKREST_PG1_SOCKET_PATH: instance.pgSocketDir,

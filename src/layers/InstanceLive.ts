@@ -1,30 +1,43 @@
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
-import type { ServerStartFailed, SocketInUse } from "../domain/errors.js"
-import { IdentityDefinition, type PluginCapability_Service_Type } from "../generated/identity.js"
+import type { ConfigError } from "effect/ConfigError"
+import type { InvalidRequest, ServerStartFailed, SocketInUse, Unavailable } from "../domain/errors.js"
+import { IdentityDefinition, PluginCapability_Service_Type } from "../generated/identity.js"
+import { WALDefinition } from "../generated/wal.js"
 import { healthRegistration } from "../services/health.js"
 import { Identity, ServedCapabilities } from "../services/identity.js"
-import { implement, serveUnixSocket } from "./grpc.js"
+import { Kubernetes } from "../services/Kubernetes.js"
+import { PgBackRest } from "../services/PgBackRest.js"
+import { Secrets } from "../services/Secrets.js"
+import { StanzaResolver } from "../services/StanzaResolver.js"
+import { StanzaState, StanzaStateSettings } from "../services/StanzaState.js"
+import { Wal } from "../services/wal.js"
+import { implement, type Registration, serveUnixSocket } from "./grpc.js"
+import { InstanceSettings, InstanceSettingsLive } from "./settings.js"
 
-/** Where a socket role listens: `<plugin-path>/pgbackrest.dalibo.com`. */
+/** Where a socket role listens (`<plugin-path>/pgbackrest.dalibo.com`), and where it reads objects from. */
 export interface SocketRoleSettings {
   readonly socketPath: string
+  /** Local mode: manifests in this directory stand in for the Kubernetes API. */
+  readonly manifests?: string
 }
 
+type ServeError = SocketInUse | ServerStartFailed
+
 /**
- * A CNPG-I server on the plugin's unix socket, serving Identity (advertising `capabilities`) and the
- * gRPC health service, for as long as the layer lives. The `instance` and `restore` roles are this
- * server with their own services.
+ * A CNPG-I server on the plugin's unix socket for as long as the layer lives: Identity (advertising
+ * `capabilities`), the role's services, and the gRPC health service.
  */
-export const SocketServerLive = (
+export const SocketServerLive = <R>(
   settings: SocketRoleSettings,
   capabilities: ReadonlyArray<PluginCapability_Service_Type>,
-): Layer.Layer<never, SocketInUse | ServerStartFailed> =>
+  services: Effect.Effect<ReadonlyArray<Registration>, never, R>,
+): Layer.Layer<never, ServeError, R> =>
   Layer.scopedDiscard(
     Effect.gen(function* () {
       const runtime = yield* Effect.runtime<never>()
       const identity = yield* Identity
-      const cnpg = [implement(IdentityDefinition, identity, runtime)]
+      const cnpg = [implement(IdentityDefinition, identity, runtime), ...(yield* services)]
       yield* serveUnixSocket(settings.socketPath, [
         ...cnpg,
         healthRegistration(cnpg.map((service) => service.name)),
@@ -36,8 +49,47 @@ export const SocketServerLive = (
     Layer.provide(NodeContext.layer),
   )
 
-/** The sidecar of every PostgreSQL pod. WAL, Backup and Metrics join as they are built. */
-export const InstanceLive = (settings: SocketRoleSettings) => SocketServerLive(settings, [])
+/** The Kubernetes API, or the manifests of a directory in local mode. */
+export const KubernetesFor = (
+  settings: SocketRoleSettings,
+): Layer.Layer<Kubernetes, Unavailable | InvalidRequest> =>
+  settings.manifests === undefined
+    ? Kubernetes.Api
+    : Kubernetes.Local(settings.manifests).pipe(Layer.provide(NodeContext.layer))
+
+/** Everything WAL archiving needs, over a given Kubernetes. */
+export const WalLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, R>) => {
+  const secrets = Secrets.Default.pipe(Layer.provide(kubernetes))
+  const resolver = StanzaResolver.Default.pipe(
+    Layer.provide(Layer.mergeAll(kubernetes, secrets, NodeContext.layer)),
+  )
+  const state = Layer.unwrapEffect(
+    InstanceSettings.pipe(
+      Effect.map((settings) =>
+        StanzaState.Default.pipe(
+          Layer.provide(StanzaStateSettings.layer(settings.stateFile)),
+          Layer.provide(NodeContext.layer),
+        ),
+      ),
+    ),
+  )
+  return Wal.Default.pipe(Layer.provide(Layer.mergeAll(resolver, state, PgBackRest.Default)))
+}
+
+/** The sidecar of every PostgreSQL pod: WAL archiving. Backup and Metrics join as they are built. */
+export const InstanceLive = (
+  settings: SocketRoleSettings,
+): Layer.Layer<never, ServeError | Unavailable | InvalidRequest | ConfigError> =>
+  SocketServerLive(
+    settings,
+    [PluginCapability_Service_Type.TYPE_WAL_SERVICE],
+    Effect.gen(function* () {
+      const runtime = yield* Effect.runtime<never>()
+      const wal = yield* Wal
+      return [implement(WALDefinition, wal.handlers, runtime)]
+    }),
+  ).pipe(Layer.provide(WalLive(KubernetesFor(settings))), Layer.provide(InstanceSettingsLive))
 
 /** The sidecar of the full-recovery Job. RestoreJobHooks and WAL restore join as they are built. */
-export const RestoreLive = (settings: SocketRoleSettings) => SocketServerLive(settings, [])
+export const RestoreLive = (settings: SocketRoleSettings) =>
+  SocketServerLive(settings, [], Effect.succeed([]))

@@ -29,7 +29,10 @@ const grpcCode = (error: unknown): Status => (error instanceof ClientError ? err
 const startServer = (socket: string, capabilities: ReadonlyArray<PluginCapability_Service_Type>) =>
   Effect.gen(function* () {
     const scope = yield* Scope.make()
-    yield* Layer.buildWithScope(SocketServerLive({ socketPath: socket }, capabilities), scope)
+    yield* Layer.buildWithScope(
+      SocketServerLive({ socketPath: socket }, capabilities, Effect.succeed([])),
+      scope,
+    )
     return scope
   })
 

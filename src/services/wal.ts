@@ -1,0 +1,140 @@
+import { Clock, Effect, Ref, Schedule, Schema } from "effect"
+import { archiveStanzaRef, decodeClusterDefinition } from "../domain/cluster.js"
+import { FailedPrecondition, PgBackRestFailed, Unavailable, Unimplemented } from "../domain/errors.js"
+import { nonEmptyRepositories, PgBackRestInfo } from "../domain/pgbackrestInfo.js"
+import { archiveSource } from "../domain/wal.js"
+import { WALCapability_RPC_Type, type WALDefinition } from "../generated/wal.js"
+import type { EffectHandlers } from "../layers/grpc.js"
+import { InstanceSettings } from "../layers/settings.js"
+import { PgBackRest } from "./PgBackRest.js"
+import { type ResolvedStanza, StanzaResolver } from "./StanzaResolver.js"
+import { StanzaState } from "./StanzaState.js"
+
+/**
+ * pgBackRest exit codes that say "try again": cannot connect (49), the object store answered with an
+ * error such as a 5xx (101), a protocol timeout (66), another process holds the lock (50).
+ */
+const TRANSIENT_EXIT_CODES: ReadonlySet<number> = new Set([49, 50, 66, 101])
+
+/** pgBackRest cannot find the stanza in a repository (its info files are gone): 55 file missing, 103 no valid repository. */
+const STANZA_MISSING_EXIT_CODES: ReadonlySet<number> = new Set([55, 103])
+
+/**
+ * Retries inside one WAL.Archive call for transient failures only: short, jittered, bounded. PostgreSQL
+ * retries a failed archive_command anyway; this only saves it a round for a blip.
+ */
+export const ArchiveRetry = Schedule.exponential("200 millis").pipe(
+  Schedule.jittered,
+  Schedule.intersect(Schedule.recurs(2)),
+)
+
+const isTransient = (error: { readonly _tag: string }): boolean =>
+  error instanceof PgBackRestFailed && TRANSIENT_EXIT_CODES.has(error.exitCode)
+
+/** The last segment this sidecar archived, for status and metrics. */
+export interface LastArchived {
+  readonly walName: string
+  readonly at: Date
+}
+
+/**
+ * CNPG-I WAL service of the instance sidecar. Archive: every segment goes to every repository of the
+ * Cluster's Stanza through `pgbackrest archive-push`; success is returned only when pgBackRest said so,
+ * and any failure is a gRPC error so PostgreSQL keeps the segment and retries.
+ */
+export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
+  effect: Effect.gen(function* () {
+    const settings = yield* InstanceSettings
+    const resolver = yield* StanzaResolver
+    const pgbackrest = yield* PgBackRest
+    const state = yield* StanzaState
+    const lastArchived = yield* Ref.make<LastArchived | undefined>(undefined)
+
+    const initialise = (resolved: ResolvedStanza) =>
+      state.ensure(
+        resolved.fingerprint,
+        pgbackrest
+          .stanzaCreate(resolved.env)
+          .pipe(
+            Effect.tap(() =>
+              Effect.logInfo("stanza initialised").pipe(Effect.annotateLogs({ stanza: resolved.name })),
+            ),
+          ),
+      )
+
+    /** check_empty_wal_archive: a new cluster must not archive into a stanza that already holds history. */
+    const ensureEmptyArchive = (resolved: ResolvedStanza) =>
+      Effect.gen(function* () {
+        const raw = yield* pgbackrest.info(resolved.env)
+        const info = yield* Schema.decodeUnknown(PgBackRestInfo)(raw).pipe(
+          Effect.mapError(
+            (error) =>
+              new Unavailable({ what: "pgbackrest info", reason: `unexpected output: ${error.message}` }),
+          ),
+        )
+        const used = info.flatMap(nonEmptyRepositories)
+        if (used.length > 0) {
+          return yield* new FailedPrecondition({
+            reason:
+              `the WAL archive of stanza ${resolved.stanza.spec.stanzaConfiguration.name} is not empty ` +
+              `(repositories ${used.join(", ")}): refusing to mix this new cluster's WAL with an existing one; ` +
+              "use an empty repoPath or another stanza name",
+          })
+        }
+      })
+
+    const push = (resolved: ResolvedStanza, file: string) =>
+      pgbackrest.archivePush(resolved.env, file).pipe(
+        Effect.retry({ schedule: ArchiveRetry, while: isTransient }),
+        // The repository lost its stanza (a bucket emptied, a path changed by hand) although we had
+        // initialised it: initialise again, once, and push again.
+        Effect.catchIf(
+          (error) => error instanceof PgBackRestFailed && STANZA_MISSING_EXIT_CODES.has(error.exitCode),
+          (error) =>
+            Effect.gen(function* () {
+              if (!(yield* state.isInitialised(resolved.fingerprint))) {
+                return yield* error
+              }
+              yield* Effect.logWarning(
+                "stanza missing from a repository; initialising it again",
+                error.message,
+              )
+              yield* state.forget(resolved.fingerprint)
+              yield* initialise(resolved)
+              yield* pgbackrest.archivePush(resolved.env, file)
+            }),
+        ),
+      )
+
+    const handlers: EffectHandlers<typeof WALDefinition> = {
+      getCapabilities: () =>
+        Effect.succeed({
+          capabilities: [
+            { type: { $case: "rpc", value: { type: WALCapability_RPC_Type.TYPE_ARCHIVE_WAL } } },
+          ],
+        }),
+
+      archive: Effect.fn("WAL.archive")(function* (request) {
+        const cluster = yield* decodeClusterDefinition(request.clusterDefinition)
+        const stanzaRef = yield* archiveStanzaRef(cluster)
+        const source = yield* archiveSource("source_file_name", request.sourceFileName, settings.pgData)
+        const namespace = cluster.metadata.namespace ?? settings.namespace
+        yield* Effect.annotateCurrentSpan({ wal: source.name, stanzaRef })
+        const resolved = yield* resolver.resolve(namespace, stanzaRef)
+        if (request.checkEmptyWalArchive === true && !(yield* state.isInitialised(resolved.fingerprint))) {
+          yield* ensureEmptyArchive(resolved)
+        }
+        yield* initialise(resolved)
+        yield* push(resolved, source.path)
+        yield* Ref.set(lastArchived, { walName: source.name, at: new Date(yield* Clock.currentTimeMillis) })
+        yield* Effect.logDebug("archived").pipe(Effect.annotateLogs({ wal: source.name, stanza: stanzaRef }))
+        return {}
+      }),
+
+      restore: () => Effect.fail(new Unimplemented({ rpc: "WAL.Restore" })),
+      status: () => Effect.fail(new Unimplemented({ rpc: "WAL.Status" })),
+      setFirstRequired: () => Effect.fail(new Unimplemented({ rpc: "WAL.SetFirstRequired" })),
+    }
+    return { handlers, lastArchived: Ref.get(lastArchived) }
+  }),
+}) {}
