@@ -85,6 +85,17 @@ export const S3Repository = Schema.Struct({
 })
 export type S3Repository = typeof S3Repository.Type
 
+/**
+ * A repository on a filesystem the sidecar mounts (NFS, a dedicated volume). Not in the original
+ * plugin's API: numbered after every S3 repository.
+ */
+export const PosixRepository = Schema.Struct({
+  repoPath: RepoPath,
+  retentionPolicy: Schema.optional(RetentionPolicy),
+  cipherConfig: Schema.optional(CipherConfig),
+})
+export type PosixRepository = typeof PosixRepository.Type
+
 const Size = Schema.String.pipe(
   Schema.filter((value) => /^[0-9]+ ?(B|KB|KiB|MB|MiB|GB|GiB|TB|TiB|PB|PiB)?$/.test(value), {
     message: () => "must be a size such as 512MiB or 1GiB",
@@ -122,6 +133,7 @@ const CustomEnv = Schema.Record({ key: Schema.String, value: Schema.String }).pi
 export const StanzaConfiguration = Schema.Struct({
   name: StanzaName,
   s3Repositories: Schema.optionalWith(Schema.Array(S3Repository), { default: () => [] }),
+  posixRepositories: Schema.optionalWith(Schema.Array(PosixRepository), { default: () => [] }),
   azureRepositories: Schema.optional(
     Schema.Array(Schema.Unknown).pipe(
       Schema.filter((repositories) => repositories.length === 0, {
@@ -140,7 +152,7 @@ export const StanzaConfiguration = Schema.Struct({
   customEnvVar: Schema.optional(CustomEnv),
 }).pipe(
   Schema.filter((config) =>
-    config.s3Repositories.length > 0
+    config.s3Repositories.length + config.posixRepositories.length > 0
       ? undefined
       : { path: ["s3Repositories"], message: "at least one repository is required" },
   ),
@@ -184,6 +196,37 @@ export const decodeStanza = (input: unknown): Either.Either<Stanza, InvalidReque
     return { metadata: envelope.metadata, spec }
   })
 
-/** Repository numbers as pgBackRest knows them: list order, from 1. */
-export const repositoryNumbers = (config: StanzaConfiguration): ReadonlyArray<number> =>
-  config.s3Repositories.map((_, index) => index + 1)
+/** One repository with the number pgBackRest knows it by, and the Stanza field that defines it. */
+export type Repository =
+  | { readonly number: number; readonly field: string; readonly kind: "s3"; readonly spec: S3Repository }
+  | {
+      readonly number: number
+      readonly field: string
+      readonly kind: "posix"
+      readonly spec: PosixRepository
+    }
+
+/**
+ * Repositories in pgBackRest's numbering: from 1, in list order, S3 repositories first, then posix
+ * ones (`selectedRepository: "1"` is the first S3 repository).
+ */
+export const repositories = (config: StanzaConfiguration): ReadonlyArray<Repository> => {
+  const base = "spec.stanzaConfiguration"
+  const s3 = config.s3Repositories.map(
+    (spec, index): Repository => ({
+      number: index + 1,
+      field: `${base}.s3Repositories[${index}]`,
+      kind: "s3",
+      spec,
+    }),
+  )
+  const posix = config.posixRepositories.map(
+    (spec, index): Repository => ({
+      number: s3.length + index + 1,
+      field: `${base}.posixRepositories[${index}]`,
+      kind: "posix",
+      spec,
+    }),
+  )
+  return [...s3, ...posix]
+}

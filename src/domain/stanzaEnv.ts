@@ -1,5 +1,12 @@
 import type { Redacted } from "effect"
-import type { RetentionPolicy, S3Repository, SecretKeySelector, StanzaConfiguration } from "./stanza.js"
+import {
+  type Repository,
+  type RetentionPolicy,
+  repositories,
+  type S3Repository,
+  type SecretKeySelector,
+  type StanzaConfiguration,
+} from "./stanza.js"
 
 /**
  * Translation of a Stanza into pgBackRest options. Options travel as `PGBACKREST_*` environment
@@ -34,36 +41,20 @@ export interface InstanceContext {
 }
 
 export const secretUses = (config: StanzaConfiguration): ReadonlyArray<SecretUse> =>
-  config.s3Repositories.flatMap((repo, index) => {
-    const base = `spec.stanzaConfiguration.s3Repositories[${index}]`
-    const repository = index + 1
+  repositories(config).flatMap((repo) => {
     const uses: Array<SecretUse> = []
-    if (repo.secretRef?.accessKeyId !== undefined) {
-      uses.push({
-        repository,
-        purpose: "accessKeyId",
-        ref: repo.secretRef.accessKeyId,
-        field: `${base}.secretRef.accessKeyId`,
-      })
+    const use = (purpose: SecretUse["purpose"], ref: SecretKeySelector | undefined, field: string) => {
+      if (ref !== undefined) {
+        uses.push({ repository: repo.number, purpose, ref, field: `${repo.field}.${field}` })
+      }
     }
-    if (repo.secretRef?.secretAccessKey !== undefined) {
-      uses.push({
-        repository,
-        purpose: "secretAccessKey",
-        ref: repo.secretRef.secretAccessKey,
-        field: `${base}.secretRef.secretAccessKey`,
-      })
+    if (repo.kind === "s3") {
+      use("accessKeyId", repo.spec.secretRef?.accessKeyId, "secretRef.accessKeyId")
+      use("secretAccessKey", repo.spec.secretRef?.secretAccessKey, "secretRef.secretAccessKey")
     }
-    if (repo.cipherConfig !== undefined) {
-      uses.push({
-        repository,
-        purpose: "encryptionPass",
-        ref: repo.cipherConfig.encryptionPass,
-        field: `${base}.cipherConfig.encryptionPass`,
-      })
-    }
-    if (repo.endpointCA !== undefined) {
-      uses.push({ repository, purpose: "endpointCA", ref: repo.endpointCA, field: `${base}.endpointCA` })
+    use("encryptionPass", repo.spec.cipherConfig?.encryptionPass, "cipherConfig.encryptionPass")
+    if (repo.kind === "s3") {
+      use("endpointCA", repo.spec.endpointCA, "endpointCA")
     }
     return uses
   })
@@ -127,12 +118,28 @@ const s3RepositoryEnv = (
     // No static keys: let pgBackRest find credentials itself (instance profile, IRSA).
     env[`${prefix}_S3_KEY_TYPE`] = "auto"
   }
-  if (repo.cipherConfig !== undefined && secrets.encryptionPass !== undefined) {
-    env[`${prefix}_CIPHER_TYPE`] = repo.cipherConfig.type
-    env[`${prefix}_CIPHER_PASS`] = secrets.encryptionPass
-  }
   if (secrets.caFile !== undefined) {
     env[`${prefix}_STORAGE_CA_FILE`] = secrets.caFile
+  }
+  return env
+}
+
+const repositoryEnv = (
+  repo: Repository,
+  secrets: RepositorySecrets,
+): Record<string, string | Redacted.Redacted<string>> => {
+  const prefix = `PGBACKREST_REPO${repo.number}`
+  const env =
+    repo.kind === "s3"
+      ? s3RepositoryEnv(repo.number, repo.spec, secrets)
+      : {
+          [`${prefix}_TYPE`]: "posix",
+          [`${prefix}_PATH`]: repo.spec.repoPath,
+          ...retentionEnv(prefix, repo.spec.retentionPolicy),
+        }
+  if (repo.spec.cipherConfig !== undefined && secrets.encryptionPass !== undefined) {
+    env[`${prefix}_CIPHER_TYPE`] = repo.spec.cipherConfig.type
+    env[`${prefix}_CIPHER_PASS`] = secrets.encryptionPass
   }
   return env
 }
@@ -180,9 +187,9 @@ export const stanzaEnv = (
   if (config.compressConfig?.level !== undefined) {
     env.PGBACKREST_COMPRESS_LEVEL = String(config.compressConfig.level)
   }
-  config.s3Repositories.forEach((repo, index) => {
-    Object.assign(env, s3RepositoryEnv(index + 1, repo, secrets[index] ?? {}))
-  })
+  for (const repo of repositories(config)) {
+    Object.assign(env, repositoryEnv(repo, secrets[repo.number - 1] ?? {}))
+  }
   return env
 }
 
@@ -193,11 +200,15 @@ export const stanzaEnv = (
 export const stanzaFingerprint = (config: StanzaConfiguration): string =>
   JSON.stringify({
     stanza: config.name,
-    repositories: config.s3Repositories.map((repo) => ({
-      type: "s3",
-      endpoint: parseEndpoint(repo.endpoint),
-      bucket: repo.bucket,
-      path: repo.repoPath,
-      cipher: repo.cipherConfig?.type ?? "none",
-    })),
+    repositories: repositories(config).map((repo) =>
+      repo.kind === "s3"
+        ? {
+            type: "s3",
+            endpoint: parseEndpoint(repo.spec.endpoint),
+            bucket: repo.spec.bucket,
+            path: repo.spec.repoPath,
+            cipher: repo.spec.cipherConfig?.type ?? "none",
+          }
+        : { type: "posix", path: repo.spec.repoPath, cipher: repo.spec.cipherConfig?.type ?? "none" },
+    ),
   })

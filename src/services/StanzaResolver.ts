@@ -3,7 +3,7 @@ import * as path from "node:path"
 import { FileSystem } from "@effect/platform"
 import { Cache, Data, Duration, Effect, Exit, Redacted } from "effect"
 import { InvalidRequest, Unavailable } from "../domain/errors.js"
-import { decodeStanza, type Stanza } from "../domain/stanza.js"
+import { repositories as allRepositories, decodeStanza, type Stanza } from "../domain/stanza.js"
 import {
   type PgBackRestEnv,
   type RepositorySecrets,
@@ -70,7 +70,7 @@ export class StanzaResolver extends Effect.Service<StanzaResolver>()("cnpg-pgbac
           ),
         )
         const config = stanza.spec.stanzaConfiguration
-        const repositories: Array<RepositorySecrets> = config.s3Repositories.map(() => ({}))
+        const repositories: Array<RepositorySecrets> = allRepositories(config).map(() => ({}))
         for (const use of secretUses(config)) {
           const value = yield* secrets.resolve(namespace, use.ref, `Stanza ${namespace}/${name} ${use.field}`)
           const index = use.repository - 1

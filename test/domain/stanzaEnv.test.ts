@@ -271,3 +271,43 @@ describe("stanzaFingerprint", () => {
     assert.notStrictEqual(stanzaFingerprint(one), stanzaFingerprint(moved))
   })
 })
+
+describe("posix repositories", () => {
+  it("are numbered after the S3 ones, with their own retention and cipher", () => {
+    const stanza = config({
+      name: "m",
+      s3Repositories: [s3()],
+      posixRepositories: [
+        {
+          repoPath: "/mnt/backups",
+          retentionPolicy: { full: 2 },
+          cipherConfig: { encryptionPass: { name: "c", key: "P" } },
+        },
+      ],
+    })
+    const uses = secretUses(stanza)
+    assert.deepStrictEqual(
+      uses.filter((use) => use.repository === 2).map((use) => [use.purpose, use.field]),
+      [["encryptionPass", "spec.stanzaConfiguration.posixRepositories[0].cipherConfig.encryptionPass"]],
+    )
+    const env = stanzaEnv(stanza, [{}, { encryptionPass: Redacted.make("pp") }], instance)
+    assert.strictEqual(env.PGBACKREST_REPO1_TYPE, "s3")
+    assert.deepInclude(env, {
+      PGBACKREST_REPO2_TYPE: "posix",
+      PGBACKREST_REPO2_PATH: "/mnt/backups",
+      PGBACKREST_REPO2_RETENTION_FULL: "2",
+      PGBACKREST_REPO2_CIPHER_TYPE: "aes-256-cbc",
+    })
+    assert.strictEqual(plain(env.PGBACKREST_REPO2_CIPHER_PASS), "redacted:pp")
+    assert.isUndefined(env.PGBACKREST_REPO2_S3_BUCKET)
+  })
+
+  it("may stand alone, and count as a layout change", () => {
+    const alone = config({ name: "m", posixRepositories: [{ repoPath: "/mnt/a" }] })
+    assert.strictEqual(stanzaEnv(alone, [], instance).PGBACKREST_REPO1_TYPE, "posix")
+    assert.notStrictEqual(
+      stanzaFingerprint(alone),
+      stanzaFingerprint(config({ name: "m", posixRepositories: [{ repoPath: "/mnt/b" }] })),
+    )
+  })
+})
