@@ -1,87 +1,88 @@
-// The README's first command: runs the plugin locally on an embedded default and shows what it does.
-// Today that is the `instance` role on a temporary plugin directory, called over its unix socket the
-// way CloudNativePG's instance manager calls it; WAL archiving to a throwaway PostgreSQL and a local S3
-// endpoint joins when that flow is built.
-import { spawn } from "node:child_process"
-import * as fs from "node:fs/promises"
-import * as os from "node:os"
-import * as path from "node:path"
+// The README's first command (`npm start`): the plugin's main job on an embedded default. A throwaway
+// PostgreSQL 15 whose archive_command goes through the plugin's `instance` sidecar (in local mode, with
+// the documented Secret, Stanza and Cluster pointed at a local HTTPS S3 endpoint and a posix
+// repository), some writes and WAL switches, then what pgBackRest holds and how long archiving took.
+// Everything it starts is stopped and removed at the end, also on Ctrl-C.
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
-import { createClient } from "nice-grpc"
-import { socketPath } from "../src/domain/plugin.js"
-import { IdentityDefinition, PluginCapability_Service_Type } from "../src/generated/identity.js"
-import { checkHealth, socketChannel } from "../src/services/pluginClient.js"
+import { archivedThrough, archiverStats } from "../test/e2e/support.js"
+import { makePgBackRestEnv, PostgresCluster, runPgBackRest, S3Endpoint } from "../test/rig/index.js"
+import { preparePlugin, sidecarFor } from "../test/rig/plugin.js"
+
+const SEGMENTS = 10
 
 const say = (line: string) => Effect.sync(() => process.stdout.write(`${line}\n`))
 
-const waitForSocket = (socket: string, timeoutMs: number) =>
-  Effect.promise(async () => {
-    const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline) {
-      if (
-        await fs.stat(socket).then(
-          () => true,
-          () => false,
-        )
-      ) {
-        return true
-      }
-      await new Promise((resolve) => setTimeout(resolve, 10))
-    }
-    return false
+const step = <A, E, R>(label: string, effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function* () {
+    yield* Effect.sync(() => process.stdout.write(`▸ ${label} ... `))
+    const started = performance.now()
+    const result = yield* effect
+    yield* say(`done (${((performance.now() - started) / 1000).toFixed(1)} s)`)
+    return result
   })
 
+const percentile = (sorted: ReadonlyArray<number>, p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0
+
 const program = Effect.gen(function* () {
-  const dir = yield* Effect.acquireRelease(
-    Effect.promise(() => fs.mkdtemp(path.join(os.tmpdir(), "cnpg-pgbackrest-local-"))),
-    (dir) => Effect.promise(() => fs.rm(dir, { recursive: true, force: true })),
+  const s3 = yield* step(
+    "starting a local S3 endpoint over HTTPS (s3rver, own CA)",
+    S3Endpoint.make({ bucket: "demo" }),
   )
-  const socket = socketPath(dir)
-  const main = path.join(path.dirname(new URL(import.meta.url).pathname), "main.js")
-  yield* say(`starting the instance role: ${process.execPath} ${main} instance --plugin-path ${dir}`)
-  const started = Date.now()
-  const sidecar = yield* Effect.acquireRelease(
-    Effect.sync(() =>
-      spawn(process.execPath, [main, "instance", "--plugin-path", dir], {
-        stdio: ["ignore", "inherit", "inherit"],
-      }),
-    ),
-    (child) =>
-      Effect.async<void>((resume) => {
-        if (child.exitCode !== null) {
-          return resume(Effect.void)
-        }
-        child.once("exit", () => resume(Effect.void))
-        child.kill("SIGTERM")
-      }),
+  const dirs = yield* step(
+    "writing the documented Secret, Stanza and Cluster (examples/) for this endpoint",
+    preparePlugin({ s3 }),
   )
-  if (!(yield* waitForSocket(socket, 10_000))) {
-    return yield* Effect.die(new Error(`the plugin did not create ${socket} within 10 s`))
+  yield* say(`  manifests: ${dirs.manifestsDir}`)
+  const pg = yield* step(
+    "starting a throwaway PostgreSQL 15 whose archive_command is `cnpg-pgbackrest client wal-archive`",
+    PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand }),
+  )
+  const sidecar = yield* sidecarFor(dirs, pg)
+  yield* step(`starting the plugin (instance role) on ${dirs.pluginDir}`, sidecar.start())
+
+  yield* pg.psql("CREATE TABLE demo (id bigint PRIMARY KEY, payload text)")
+  const latencies: Array<number> = []
+  const started = performance.now()
+  for (let i = 0; i < SEGMENTS; i++) {
+    yield* pg.psql(
+      `INSERT INTO demo SELECT g, md5(g::text) FROM generate_series(${i * 20_000 + 1}, ${(i + 1) * 20_000}) g`,
+    )
+    const switchedAt = performance.now()
+    const segment = yield* pg.switchWal()
+    yield* archivedThrough(pg, segment)
+    latencies.push(performance.now() - switchedAt)
+    yield* say(`  wrote 20000 rows, switched WAL: ${segment} archived in ${Math.round(latencies[i] ?? 0)} ms`)
   }
-  yield* say(`socket ${socket} ready after ${Date.now() - started} ms (pid ${sidecar.pid})`)
+  const elapsed = (performance.now() - started) / 1000
+  const stats = yield* archiverStats(pg)
 
-  yield* checkHealth(socket, 5_000)
-  yield* say("health check: SERVING")
+  const env = {
+    ...(yield* makePgBackRestEnv(pg)),
+    ...S3Endpoint.pgbackrestRepoEnv(s3, 1, dirs.s3RepoPath),
+    PGBACKREST_REPO2_PATH: dirs.posixRepo,
+    PGBACKREST_STANZA: "main",
+  }
+  const info = yield* runPgBackRest(["info"], env)
+  yield* say("\npgbackrest info (run directly, not through the plugin):")
+  yield* say(info.stdout.trimEnd())
 
-  const identity = createClient(IdentityDefinition, yield* socketChannel(socket))
-  const metadata = yield* Effect.promise(() => identity.getPluginMetadata({}))
+  const sorted = [...latencies].sort((a, b) => a - b)
+  yield* say("\nArchiving through the plugin:")
+  yield* say(`  segments archived by PostgreSQL: ${stats.archived}, failed attempts: ${stats.failed}`)
+  yield* say(`  last archived: ${stats.lastArchived}`)
   yield* say(
-    `GetPluginMetadata: ${metadata.name} ${metadata.version} (${metadata.displayName}, ${metadata.maturity})`,
+    `  switch-to-archived latency: median ${Math.round(percentile(sorted, 50))} ms, max ${Math.round(sorted[sorted.length - 1] ?? 0)} ms`,
   )
-  const { capabilities } = yield* Effect.promise(() => identity.getPluginCapabilities({}))
-  const names = capabilities.map((capability) =>
-    capability.type?.$case === "service" ? PluginCapability_Service_Type[capability.type.value.type] : "?",
-  )
-  yield* say(`GetPluginCapabilities: [${names.join(", ")}]`)
-  const probe = yield* Effect.promise(() => identity.probe({}))
-  yield* say(`Probe: ready=${probe.ready}`)
-  yield* say("stopping the plugin (SIGTERM)")
+  yield* say(`  ${SEGMENTS} segments (with 20000-row inserts) in ${elapsed.toFixed(1)} s`)
+  yield* say("\nstopping the plugin, PostgreSQL and the S3 endpoint; removing their directories")
 })
 
-Effect.runPromise(Effect.scoped(program)).then(
-  () => process.stdout.write("done: the plugin stopped and its socket and directory were removed\n"),
-  (error: unknown) => {
-    process.stderr.write(`local run failed: ${error instanceof Error ? error.message : String(error)}\n`)
-    process.exitCode = 1
-  },
+NodeRuntime.runMain(
+  program.pipe(
+    Effect.onInterrupt(() => say("\ninterrupted: stopping the plugin, PostgreSQL and the S3 endpoint")),
+    Effect.scoped,
+    Effect.provide(NodeContext.layer),
+  ),
 )

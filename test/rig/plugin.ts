@@ -5,11 +5,12 @@ import type { FileSystem } from "@effect/platform/FileSystem"
 import { loadYaml } from "@kubernetes/client-node"
 import { Effect, type Scope } from "effect"
 import { makeDir, makeTempDir, postgresAccount, type RigError, rigError } from "./exec.js"
+import { PROJECT_ROOT } from "./paths.js"
 import type { Postgres } from "./postgres.js"
 import type { S3Endpoint } from "./s3.js"
 import { MAIN_JS, makeSidecar, NODE, type Sidecar } from "./sidecar.js"
 
-const EXAMPLES = path.resolve(import.meta.dirname, "../../examples")
+const EXAMPLES = path.join(PROJECT_ROOT, "examples")
 
 /** The repository path of the S3 repository in the bucket, and where the posix one lives. */
 export interface PluginDirs {

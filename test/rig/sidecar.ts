@@ -6,9 +6,10 @@ import { NodeContext } from "@effect/platform-node"
 import { Effect, type Scope } from "effect"
 import { socketPath } from "../../src/domain/plugin.js"
 import { BASE_PATH, postgresAccount, type RigError, rigError, withLiveClock } from "./exec.js"
+import { PROJECT_ROOT } from "./paths.js"
 
 /** The production bundle the sidecar runs (`npm test` and `npm start` build it first). */
-export const MAIN_JS = path.resolve(import.meta.dirname, "../../dist/main.js")
+export const MAIN_JS = path.join(PROJECT_ROOT, "dist/main.js")
 
 /** The Node that runs the bundle: the project's Node 24, which the postgres user can execute. */
 export const NODE = process.execPath
