@@ -6,7 +6,7 @@ import { build } from "esbuild"
 
 await rm("dist", { recursive: true, force: true })
 await build({
-  entryPoints: { main: "src/main.ts", "local-run": "scripts/local-run.ts" },
+  entryPoints: { main: "src/main.ts", "local-run": "scripts/local-run.ts", bench: "bench/archive.ts" },
   outdir: "dist",
   bundle: true,
   platform: "node",
