@@ -4,9 +4,17 @@
 import { chmod, rm } from "node:fs/promises"
 import { build } from "esbuild"
 
+// `node scripts/build.mjs main` builds only the program (what the container image ships); without
+// arguments, also the local run and the benchmark.
+const all = { main: "src/main.ts", "local-run": "scripts/local-run.ts", bench: "bench/archive.ts" }
+const wanted = process.argv.slice(2)
+const entryPoints = Object.fromEntries(
+  Object.entries(all).filter(([name]) => wanted.length === 0 || wanted.includes(name)),
+)
+
 await rm("dist", { recursive: true, force: true })
 await build({
-  entryPoints: { main: "src/main.ts", "local-run": "scripts/local-run.ts", bench: "bench/archive.ts" },
+  entryPoints,
   outdir: "dist",
   bundle: true,
   platform: "node",
@@ -23,5 +31,6 @@ await build({
     ].join("\n"),
   },
 })
-await chmod("dist/main.js", 0o755)
-await chmod("dist/local-run.js", 0o755)
+for (const name of Object.keys(entryPoints)) {
+  await chmod(`dist/${name}.js`, 0o755)
+}
