@@ -41,14 +41,15 @@ export class StanzaResolver extends Effect.Service<StanzaResolver>()("cnpg-pgbac
     const settings = yield* InstanceSettings
     const fs = yield* FileSystem.FileSystem
 
-    // Named after its content: concurrent resolutions write the same bytes to the same file.
+    // Named after its content: concurrent resolutions write the same bytes to the same file, each
+    // through its own temporary file (a shared one is renamed away under the second writer: ENOENT).
     const writeCa = (pem: Redacted.Redacted<string>) =>
       Effect.gen(function* () {
         const content = Redacted.value(pem)
         const digest = crypto.createHash("sha256").update(content).digest("hex").slice(0, 16)
         const dir = path.join(settings.runDir, "ca")
         const file = path.join(dir, `${digest}.pem`)
-        const temporary = `${file}.${process.pid}.tmp`
+        const temporary = `${file}.${process.pid}.${crypto.randomUUID()}.tmp`
         yield* fs.makeDirectory(dir, { recursive: true })
         yield* fs.writeFileString(temporary, content, { mode: 0o600 })
         yield* fs.rename(temporary, file)
@@ -106,7 +107,9 @@ export class StanzaResolver extends Effect.Service<StanzaResolver>()("cnpg-pgbac
 
     return {
       resolve: Effect.fn("StanzaResolver.resolve")(function* (namespace: string, name: string) {
-        return yield* cache.get(Data.tuple(namespace, name))
+        const key = Data.tuple(namespace, name)
+        // A zero TTL still serves the failure within the same millisecond: drop it so a retry asks again.
+        return yield* cache.get(key).pipe(Effect.tapError(() => cache.invalidate(key)))
       }),
       /** Forgets a resolution, e.g. after pgBackRest rejected what it was given. */
       invalidate: (namespace: string, name: string) => cache.invalidate(Data.tuple(namespace, name)),

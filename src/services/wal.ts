@@ -83,16 +83,17 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
         }
       })
 
-    const push = (resolved: ResolvedStanza, file: string) =>
+    /** `createdNow`: this call's own stanza-create just ran, so a missing stanza is not a lost one. */
+    const push = (resolved: ResolvedStanza, file: string, createdNow: boolean) =>
       pgbackrest.archivePush(resolved.env, file).pipe(
         Effect.retry({ schedule: ArchiveRetry, while: isTransient }),
         // The repository lost its stanza (a bucket emptied, a path changed by hand) although we had
-        // initialised it: initialise again, once, and push again.
+        // initialised it in an earlier call: initialise again, once, and push again.
         Effect.catchIf(
           (error) => error instanceof PgBackRestFailed && STANZA_MISSING_EXIT_CODES.has(error.exitCode),
           (error) =>
             Effect.gen(function* () {
-              if (!(yield* state.isInitialised(resolved.fingerprint))) {
+              if (createdNow || !(yield* state.isInitialised(resolved.fingerprint))) {
                 return yield* error
               }
               yield* Effect.logWarning(
@@ -124,8 +125,8 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
         if (request.checkEmptyWalArchive === true && !(yield* state.isInitialised(resolved.fingerprint))) {
           yield* ensureEmptyArchive(resolved)
         }
-        yield* initialise(resolved)
-        yield* push(resolved, source.path)
+        const createdNow = yield* initialise(resolved)
+        yield* push(resolved, source.path, createdNow)
         yield* Ref.set(lastArchived, { walName: source.name, at: new Date(yield* Clock.currentTimeMillis) })
         yield* Effect.logDebug("archived").pipe(Effect.annotateLogs({ wal: source.name, stanza: stanzaRef }))
         return {}
