@@ -1,7 +1,7 @@
 import * as net from "node:net"
 import * as path from "node:path"
 import { FileSystem } from "@effect/platform"
-import { Cause, Duration, Effect, Exit, Runtime, type Scope } from "effect"
+import { Cause, Duration, Effect, Either, Exit, Runtime, type Scope } from "effect"
 import {
   type CompatServiceDefinition,
   createServer,
@@ -12,7 +12,7 @@ import {
 } from "nice-grpc"
 import { type PluginError, ServerStartFailed, SocketInUse } from "../domain/errors.js"
 import { grpcStatusOf } from "../domain/status.js"
-import { MutualTlsCredentials } from "./tlsCredentials.js"
+import { checkMaterial, MutualTlsCredentials, readCertificates, watchCertificates } from "./tlsCredentials.js"
 
 /**
  * The bridge between nice-grpc and Effect. Every handler runs its program on the one runtime the
@@ -219,33 +219,27 @@ export interface MutualTlsFiles {
 
 /**
  * Serves the registrations over TCP with mutual TLS for the lifetime of the scope: the operator must
- * present a certificate that chains to `clientCa`, and nothing older than TLS 1.3 is accepted.
+ * present a certificate that chains to `clientCa`, and nothing older than TLS 1.3 is accepted. The
+ * PEM files are watched in the same scope: a renewed certificate is served without a restart.
  */
 export const serveMutualTls = (
   address: string,
   files: MutualTlsFiles,
   registrations: ReadonlyArray<Registration>,
+  options: { readonly certificatePollInterval?: Duration.DurationInput } = {},
 ): Effect.Effect<number, ServerStartFailed, Scope.Scope | FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const fs = yield* FileSystem.FileSystem
-    const read = (file: string) =>
-      fs.readFile(file).pipe(
-        Effect.map((bytes) => Buffer.from(bytes)),
-        Effect.mapError(
-          (error) => new ServerStartFailed({ address, reason: `cannot read ${file}: ${error.message}` }),
-        ),
-      )
-    const [cert, key, ca] = yield* Effect.all([
-      read(files.serverCert),
-      read(files.serverKey),
-      read(files.clientCa),
-    ])
-    const credentials = new MutualTlsCredentials({ cert, key, clientCa: ca })
+    const material = yield* readCertificates(files).pipe(
+      Effect.flatMap((read) => Either.map(checkMaterial(read), () => read)),
+      Effect.mapError((reason) => new ServerStartFailed({ address, reason })),
+    )
+    const credentials = new MutualTlsCredentials(material)
     let port = 0
     yield* startServer(address, registrations, async (server) => {
       port = await server.listen(address, credentials)
       return port
     })
+    yield* watchCertificates(files, credentials, material, options.certificatePollInterval)
     yield* Effect.logInfo("serving CNPG-I over mutual TLS").pipe(
       Effect.annotateLogs({ address, port, services: registrations.map((service) => service.name) }),
     )
