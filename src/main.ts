@@ -5,7 +5,7 @@ import { PLUGIN_NAME, PLUGIN_VERSION, socketPath } from "./domain/plugin.js"
 import { InstanceLive, RestoreLive, type SocketRoleSettings } from "./layers/InstanceLive.js"
 import { LoggingLive } from "./layers/logging.js"
 import { OperatorLive } from "./layers/OperatorLive.js"
-import { archiveWal, checkHealth } from "./services/pluginClient.js"
+import { archiveWal, backupStatusOf, checkHealth, takeBackup } from "./services/pluginClient.js"
 
 const HEALTHCHECK_TIMEOUT_MS = 5_000
 
@@ -49,8 +49,18 @@ const programOf = (command: CliCommand): Effect.Effect<void, unknown> => {
         }),
       )
     case "Client":
-      return archiveWal(socketPath(command.pluginPath), command.clusterFile, command.walPath).pipe(
-        Effect.tapError((error) => Effect.logError(`wal-archive failed: ${error.message}`)),
+      return (
+        command.rpc === "wal-archive"
+          ? archiveWal(socketPath(command.pluginPath), command.clusterFile, command.walPath)
+          : takeBackup(socketPath(command.pluginPath), command).pipe(
+              Effect.flatMap((result) =>
+                Effect.sync(() =>
+                  process.stdout.write(`${JSON.stringify({ status: backupStatusOf(result) }, null, 2)}\n`),
+                ),
+              ),
+            )
+      ).pipe(
+        Effect.tapError((error) => Effect.logError(`${command.rpc} failed: ${error.message}`)),
         Effect.provide(LoggingLive(command.logLevel, "stderr")),
       )
     case "Healthcheck":

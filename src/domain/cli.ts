@@ -17,14 +17,28 @@ export interface SocketRole extends CommonOptions {
   readonly manifests?: string
 }
 
-/** `client <rpc>`: calls the plugin's socket the way CloudNativePG's instance manager does. */
-export interface ClientCall extends CommonOptions {
+/** `client wal-archive`: calls the plugin's socket the way CloudNativePG's archive_command does. */
+export interface ClientWalArchive extends CommonOptions {
   readonly _tag: "Client"
   readonly rpc: "wal-archive"
   /** A manifest of the Cluster, sent as `cluster_definition`. */
   readonly clusterFile: string
   readonly walPath: string
 }
+
+/** `client backup`: sends Backup.Backup like `/controller/manager backup` in the instance's pod. */
+export interface ClientBackup extends CommonOptions {
+  readonly _tag: "Client"
+  readonly rpc: "backup"
+  readonly clusterFile: string
+  /** A Backup manifest; without one, a Backup named `backupName` is made up. */
+  readonly backupFile?: string
+  readonly backupName?: string
+  /** `--parameter key=value`, as in `spec.pluginConfiguration.parameters`. */
+  readonly parameters: Readonly<Record<string, string>>
+}
+
+export type ClientCall = ClientWalArchive | ClientBackup
 
 /** `operator` serves CNPG-I over TCP with mutual TLS. */
 export interface OperatorRole extends CommonOptions {
@@ -65,6 +79,8 @@ Roles:
   healthcheck   exit 0 when the plugin socket answers as serving (startupProbe)
   client wal-archive <wal-path> --cluster FILE
                 send WAL.Archive to the socket like CloudNativePG's archive_command (exit 0 = archived)
+  client backup --cluster FILE [--backup FILE | --backup-name NAME] [--parameter KEY=VALUE]...
+                send Backup.Backup like CloudNativePG's instance manager; prints the Backup status
 
 Flags:
   --plugin-path DIR       directory of the plugin socket (default /plugins)
@@ -92,6 +108,9 @@ const SOCKET_ROLE_FLAGS = {
 const CLIENT_FLAGS = {
   ...ROLE_FLAGS,
   cluster: { type: "string" },
+  backup: { type: "string" },
+  "backup-name": { type: "string" },
+  parameter: { type: "string", multiple: true },
 } as const
 
 const OPERATOR_FLAGS = {
@@ -150,14 +169,31 @@ const required = (
     ? Either.left(new UsageError({ reason: `${role}: --${flag} is required` }))
     : Either.right(value)
 
+const parseParameters = (role: string, pairs: ReadonlyArray<string>) =>
+  Either.gen(function* () {
+    const parameters: Record<string, string> = {}
+    for (const pair of pairs) {
+      const separator = pair.indexOf("=")
+      if (separator <= 0) {
+        return yield* Either.left(
+          new UsageError({ reason: `${role}: --parameter takes KEY=VALUE, got "${pair}"` }),
+        )
+      }
+      parameters[pair.slice(0, separator)] = pair.slice(separator + 1)
+    }
+    return parameters
+  })
+
 const parseClient = (args: ReadonlyArray<string>): Either.Either<CliCommand, UsageError> =>
   Either.gen(function* () {
     const [rpc, ...rest] = args
-    if (rpc !== "wal-archive") {
+    if (rpc !== "wal-archive" && rpc !== "backup") {
       return yield* Either.left(
         new UsageError({
           reason:
-            rpc === undefined ? "client: an RPC is required (wal-archive)" : `client: unknown RPC "${rpc}"`,
+            rpc === undefined
+              ? "client: an RPC is required (wal-archive, backup)"
+              : `client: unknown RPC "${rpc}"`,
         }),
       )
     }
@@ -165,11 +201,41 @@ const parseClient = (args: ReadonlyArray<string>): Either.Either<CliCommand, Usa
     const { values, positionals } = yield* parseWithPositionals(role, rest)
     const options = yield* common(role, values)
     const clusterFile = yield* required(role, "cluster", values.cluster)
+    if (rpc === "backup") {
+      if (positionals.length > 0) {
+        return yield* Either.left(
+          new UsageError({ reason: `${role}: unexpected argument "${positionals[0]}"` }),
+        )
+      }
+      if (values.backup !== undefined && values["backup-name"] !== undefined) {
+        return yield* Either.left(
+          new UsageError({ reason: `${role}: give --backup or --backup-name, not both` }),
+        )
+      }
+      return {
+        _tag: "Client",
+        rpc,
+        ...options,
+        clusterFile,
+        ...(values.backup === undefined ? {} : { backupFile: values.backup }),
+        ...(values["backup-name"] === undefined ? {} : { backupName: values["backup-name"] }),
+        parameters: yield* parseParameters(role, values.parameter ?? []),
+      } satisfies ClientBackup
+    }
+    if (
+      values.backup !== undefined ||
+      values["backup-name"] !== undefined ||
+      values.parameter !== undefined
+    ) {
+      return yield* Either.left(
+        new UsageError({ reason: `${role}: --backup, --backup-name and --parameter are for client backup` }),
+      )
+    }
     const [walPath, ...extra] = positionals
     if (walPath === undefined || walPath === "" || extra.length > 0) {
       return yield* Either.left(new UsageError({ reason: `${role}: exactly one WAL path is required` }))
     }
-    return { _tag: "Client", rpc, ...options, clusterFile, walPath } satisfies ClientCall
+    return { _tag: "Client", rpc, ...options, clusterFile, walPath } satisfies ClientWalArchive
   })
 
 /** Parses `process.argv.slice(2)`; pure, so every rejection is testable without a process. */

@@ -2,8 +2,10 @@ import { NodeContext } from "@effect/platform-node"
 import { Effect, Layer } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import type { InvalidRequest, ServerStartFailed, SocketInUse, Unavailable } from "../domain/errors.js"
+import { BackupDefinition } from "../generated/backup.js"
 import { IdentityDefinition, PluginCapability_Service_Type } from "../generated/identity.js"
 import { WALDefinition } from "../generated/wal.js"
+import { Backup } from "../services/backup.js"
 import { healthRegistration } from "../services/health.js"
 import { Identity, ServedCapabilities } from "../services/identity.js"
 import { Kubernetes } from "../services/Kubernetes.js"
@@ -57,8 +59,8 @@ export const KubernetesFor = (
     ? Kubernetes.Api
     : Kubernetes.Local(settings.manifests).pipe(Layer.provide(NodeContext.layer))
 
-/** Everything WAL archiving needs, over a given Kubernetes. */
-export const WalLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, R>) => {
+/** WAL archiving and backups over a given Kubernetes, sharing one resolver, state and pgBackRest. */
+export const InstanceServicesLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, R>) => {
   const secrets = Secrets.Default.pipe(Layer.provide(kubernetes))
   const resolver = StanzaResolver.Default.pipe(
     Layer.provide(Layer.mergeAll(kubernetes, secrets, NodeContext.layer)),
@@ -73,22 +75,27 @@ export const WalLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, R>) => {
       ),
     ),
   )
-  return Wal.Default.pipe(Layer.provide(Layer.mergeAll(resolver, state, PgBackRest.Default)))
+  const shared = Layer.mergeAll(resolver, state, PgBackRest.Default, NodeContext.layer)
+  return Layer.mergeAll(Wal.Default, Backup.Default).pipe(Layer.provide(shared))
 }
 
-/** The sidecar of every PostgreSQL pod: WAL archiving. Backup and Metrics join as they are built. */
+/** The sidecar of every PostgreSQL pod: WAL archiving and backups. Metrics join as they are built. */
 export const InstanceLive = (
   settings: SocketRoleSettings,
 ): Layer.Layer<never, ServeError | Unavailable | InvalidRequest | ConfigError> =>
   SocketServerLive(
     settings,
-    [PluginCapability_Service_Type.TYPE_WAL_SERVICE],
+    [PluginCapability_Service_Type.TYPE_WAL_SERVICE, PluginCapability_Service_Type.TYPE_BACKUP_SERVICE],
     Effect.gen(function* () {
       const runtime = yield* Effect.runtime<never>()
       const wal = yield* Wal
-      return [implement(WALDefinition, wal.handlers, runtime)]
+      const backup = yield* Backup
+      return [
+        implement(WALDefinition, wal.handlers, runtime),
+        implement(BackupDefinition, backup.handlers, runtime),
+      ]
     }),
-  ).pipe(Layer.provide(WalLive(KubernetesFor(settings))), Layer.provide(InstanceSettingsLive))
+  ).pipe(Layer.provide(InstanceServicesLive(KubernetesFor(settings))), Layer.provide(InstanceSettingsLive))
 
 /** The sidecar of the full-recovery Job. RestoreJobHooks and WAL restore join as they are built. */
 export const RestoreLive = (settings: SocketRoleSettings) =>

@@ -1,9 +1,12 @@
+import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { loadYaml } from "@kubernetes/client-node"
 import { Effect, type Scope } from "effect"
 import { type Channel, ClientError, createChannel, createClient, Status } from "nice-grpc"
 import { CallFailed } from "../domain/errors.js"
+import { PLUGIN_NAME } from "../domain/plugin.js"
+import { BackupDefinition, type BackupResult } from "../generated/backup.js"
 import { HealthCheckResponse_ServingStatus, HealthDefinition } from "../generated/health.js"
 import { WALDefinition } from "../generated/wal.js"
 
@@ -103,6 +106,130 @@ export const archiveWal = (
       yield* call(`unix:${socketPath}`, "cnpgi.wal.v1.WAL/Archive", (signal) =>
         client.archive(
           { clusterDefinition, sourceFileName: path.resolve(walPath), parameters: {} },
+          { signal },
+        ),
+      )
+    }),
+  )
+
+const readManifest = (file: string, kind: string): Effect.Effect<Record<string, unknown>, CallFailed> =>
+  Effect.try({
+    try: () => {
+      const object = loadYaml<unknown>(fs.readFileSync(file, "utf8"))
+      if (
+        typeof object !== "object" ||
+        object === null ||
+        Array.isArray(object) ||
+        !("kind" in object) ||
+        object.kind !== kind
+      ) {
+        throw new Error(`the manifest is not a ${kind}`)
+      }
+      return { ...object }
+    },
+    catch: (error) =>
+      new CallFailed({
+        address: file,
+        rpc: `read ${kind} manifest`,
+        code: Status.INVALID_ARGUMENT,
+        reason: error instanceof Error ? error.message : String(error),
+      }),
+  })
+
+const record = (value: unknown): Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? { ...value } : {}
+
+/**
+ * The Backup resource the operator would send: from a manifest (as `kubectl apply` takes it) or made up
+ * from a name, with a fresh uid standing in for the one the API server assigns.
+ */
+export const backupResource = (
+  cluster: Record<string, unknown>,
+  options: {
+    readonly manifest?: Record<string, unknown>
+    readonly name?: string
+    readonly parameters: Readonly<Record<string, string>>
+  },
+): Record<string, unknown> => {
+  const clusterMeta = record(cluster.metadata)
+  const clusterName = typeof clusterMeta.name === "string" ? clusterMeta.name : "cluster"
+  const namespace = typeof clusterMeta.namespace === "string" ? clusterMeta.namespace : "default"
+  const manifest = options.manifest ?? {}
+  const metadata = record(manifest.metadata)
+  const spec = record(manifest.spec)
+  const pluginConfiguration = record(spec.pluginConfiguration)
+  const stamp = new Date().toISOString().replace(/[-:T]/g, "").slice(0, 14)
+  return {
+    apiVersion: "postgresql.cnpg.io/v1",
+    kind: "Backup",
+    ...manifest,
+    metadata: {
+      namespace,
+      ...metadata,
+      name: typeof metadata.name === "string" ? metadata.name : (options.name ?? `${clusterName}-${stamp}`),
+      uid: typeof metadata.uid === "string" ? metadata.uid : crypto.randomUUID(),
+    },
+    spec: {
+      cluster: { name: clusterName },
+      method: "plugin",
+      ...spec,
+      pluginConfiguration: {
+        name: PLUGIN_NAME,
+        ...pluginConfiguration,
+        parameters: { ...record(pluginConfiguration.parameters), ...options.parameters },
+      },
+    },
+  }
+}
+
+/** How `kubectl get backup -o yaml` would show the result in the Backup's status. */
+export const backupStatusOf = (result: BackupResult) => ({
+  phase: "completed",
+  method: "plugin",
+  backupId: result.backupId,
+  backupName: result.backupName,
+  startedAt: new Date(result.startedAt * 1000).toISOString(),
+  stoppedAt: new Date(result.stoppedAt * 1000).toISOString(),
+  beginWal: result.beginWal,
+  endWal: result.endWal,
+  beginLSN: result.beginLsn,
+  endLSN: result.endLsn,
+  online: result.online,
+  instanceID: { podName: result.instanceId },
+  pluginMetadata: result.metadata,
+})
+
+/** `client backup`: what `/controller/manager backup` does in the pod: one Backup.Backup call. */
+export const takeBackup = (
+  socketPath: string,
+  command: {
+    readonly clusterFile: string
+    readonly backupFile?: string
+    readonly backupName?: string
+    readonly parameters: Readonly<Record<string, string>>
+  },
+): Effect.Effect<BackupResult, CallFailed> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const cluster = yield* readManifest(command.clusterFile, "Cluster")
+      const manifest =
+        command.backupFile === undefined ? undefined : yield* readManifest(command.backupFile, "Backup")
+      const backup = backupResource(cluster, {
+        ...(manifest === undefined ? {} : { manifest }),
+        ...(command.backupName === undefined ? {} : { name: command.backupName }),
+        parameters: command.parameters,
+      })
+      const parameters = record(record(record(backup.spec).pluginConfiguration).parameters)
+      const client = createClient(BackupDefinition, yield* socketChannel(socketPath))
+      return yield* call(`unix:${socketPath}`, "cnpgi.backup.v1.Backup/Backup", (signal) =>
+        client.backup(
+          {
+            clusterDefinition: Buffer.from(JSON.stringify(cluster)),
+            backupDefinition: Buffer.from(JSON.stringify(backup)),
+            parameters: Object.fromEntries(
+              Object.entries(parameters).map(([key, value]) => [key, String(value)]),
+            ),
+          },
           { signal },
         ),
       )

@@ -83,6 +83,53 @@ describe("parseCommandLine", () => {
     assert.include(rejected(["instance", "--plugin-path"]), "--plugin-path")
   })
 
+  it("parses the client calls", () => {
+    assert.deepStrictEqual(
+      parsed(["client", "wal-archive", "--cluster", "c.yaml", "pg_wal/000000010000000000000001"]),
+      {
+        _tag: "Client",
+        rpc: "wal-archive",
+        logLevel: "info",
+        pluginPath: "/plugins",
+        clusterFile: "c.yaml",
+        walPath: "pg_wal/000000010000000000000001",
+      },
+    )
+    assert.deepStrictEqual(
+      parsed([
+        "client",
+        "backup",
+        "--cluster",
+        "c.yaml",
+        "--parameter",
+        "selectedRepository=2",
+        "--parameter",
+        "backupType=incr",
+      ]),
+      {
+        _tag: "Client",
+        rpc: "backup",
+        logLevel: "info",
+        pluginPath: "/plugins",
+        clusterFile: "c.yaml",
+        parameters: { selectedRepository: "2", backupType: "incr" },
+      },
+    )
+    assert.include(rejected(["client"]), "an RPC is required")
+    assert.include(rejected(["client", "restore-all"]), 'unknown RPC "restore-all"')
+    assert.include(rejected(["client", "wal-archive", "x"]), "--cluster is required")
+    assert.include(rejected(["client", "wal-archive", "--cluster", "c", "a", "b"]), "exactly one WAL path")
+    assert.include(rejected(["client", "backup", "--cluster", "c", "--parameter", "nokey"]), "KEY=VALUE")
+    assert.include(
+      rejected(["client", "backup", "--cluster", "c", "--backup", "b.yaml", "--backup-name", "n"]),
+      "not both",
+    )
+    assert.include(
+      rejected(["client", "wal-archive", "--cluster", "c", "--backup-name", "n", "w"]),
+      "for client backup",
+    )
+  })
+
   it("knows help and version", () => {
     assert.strictEqual(parsed(["--help"])._tag, "Help")
     assert.strictEqual(parsed(["-h"])._tag, "Help")
