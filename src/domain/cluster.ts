@@ -22,6 +22,19 @@ export const ExternalCluster = Schema.Struct({
   plugin: Schema.optional(Schema.Struct({ name: Schema.String, parameters: Schema.optional(Parameters) })),
 })
 
+/** `bootstrap.recovery.recoveryTarget`: which backup to start from and where recovery stops. */
+export const RecoveryTarget = Schema.Struct({
+  backupID: Schema.optional(Schema.String),
+  targetTime: Schema.optional(Schema.String),
+  targetLSN: Schema.optional(Schema.String),
+  targetXID: Schema.optional(Schema.String),
+  targetName: Schema.optional(Schema.String),
+  targetTLI: Schema.optional(Schema.String),
+  targetImmediate: Schema.optional(Schema.Boolean),
+  exclusive: Schema.optional(Schema.Boolean),
+})
+export type RecoveryTarget = typeof RecoveryTarget.Type
+
 export const Cluster = Schema.Struct({
   metadata: Schema.Struct({
     name: Schema.String.pipe(Schema.minLength(1)),
@@ -34,9 +47,15 @@ export const Cluster = Schema.Struct({
       externalClusters: Schema.optional(Schema.Array(ExternalCluster)),
       bootstrap: Schema.optional(
         Schema.Struct({
-          recovery: Schema.optional(Schema.Struct({ source: Schema.optional(Schema.String) })),
+          recovery: Schema.optional(
+            Schema.Struct({
+              source: Schema.optional(Schema.String),
+              recoveryTarget: Schema.optional(RecoveryTarget),
+            }),
+          ),
         }),
       ),
+      walStorage: Schema.optional(Schema.Unknown),
       replica: Schema.optional(
         Schema.Struct({ enabled: Schema.optional(Schema.Boolean), source: Schema.optional(Schema.String) }),
       ),
@@ -88,3 +107,65 @@ export const archiveStanzaRef = (cluster: Cluster): Either.Either<string, Invali
     ),
   )
 }
+
+/** The Stanza of `externalClusters[name=source]` when that entry uses this plugin. */
+const externalStanzaRef = (
+  cluster: Cluster,
+  source: string,
+  sourceField: string,
+): Either.Either<string, InvalidRequest> => {
+  const index = cluster.spec.externalClusters?.findIndex((external) => external.name === source) ?? -1
+  const external = index < 0 ? undefined : cluster.spec.externalClusters?.[index]
+  if (external === undefined) {
+    return Either.left(
+      new InvalidRequest({ field: sourceField, reason: `no externalClusters entry is named "${source}"` }),
+    )
+  }
+  if (external.plugin?.name !== PLUGIN_NAME) {
+    return Either.left(
+      new InvalidRequest({
+        field: `spec.externalClusters[${index}].plugin.name`,
+        reason: `must be ${PLUGIN_NAME}`,
+      }),
+    )
+  }
+  const ref = external.plugin.parameters?.stanzaRef
+  return ref === undefined || ref === ""
+    ? Either.left(
+        new InvalidRequest({
+          field: `spec.externalClusters[${index}].plugin.parameters.stanzaRef`,
+          reason: "the name of a Stanza is required",
+        }),
+      )
+    : Either.right(ref)
+}
+
+/** The Stanza a Cluster bootstraps from: its `bootstrap.recovery.source` external cluster's. */
+export const recoveryStanzaRef = (cluster: Cluster): Either.Either<string, InvalidRequest> => {
+  const source = cluster.spec.bootstrap?.recovery?.source
+  return source === undefined || source === ""
+    ? Either.left(
+        new InvalidRequest({ field: "spec.bootstrap.recovery.source", reason: "is required to restore" }),
+      )
+    : externalStanzaRef(cluster, source, "spec.bootstrap.recovery.source")
+}
+
+/** A replica cluster follows its `replica.source`: WAL comes from that external cluster's Stanza. */
+export const replicaStanzaRef = (cluster: Cluster): Option.Option<Either.Either<string, InvalidRequest>> => {
+  const replica = cluster.spec.replica
+  return replica?.enabled === true && replica.source !== undefined && replica.source !== ""
+    ? Option.some(externalStanzaRef(cluster, replica.source, "spec.replica.source"))
+    : Option.none()
+}
+
+/**
+ * Which Stanza WAL.Restore reads from. The restore Job's sidecar replays the recovery source; an
+ * instance of a replica cluster follows its replica source; any other instance reads its own.
+ */
+export const walRestoreStanzaRef = (
+  cluster: Cluster,
+  role: "instance" | "restore",
+): Either.Either<string, InvalidRequest> =>
+  role === "restore"
+    ? recoveryStanzaRef(cluster)
+    : Option.getOrElse(replicaStanzaRef(cluster), () => archiveStanzaRef(cluster))

@@ -51,3 +51,20 @@ export const archiveSource = (
   }
   return decodeWalFileName(field, path.basename(file)).pipe(Either.map((name) => ({ path: file, name })))
 }
+
+/**
+ * Checks where WAL.Restore is asked to write: an absolute, normalised path inside PGDATA (PostgreSQL
+ * asks for `pg_wal/RECOVERYXLOG` and the like, made absolute by the instance manager).
+ */
+export const restoreDestination = (
+  field: string,
+  file: string,
+  pgData: string,
+): Either.Either<string, InvalidRequest> =>
+  !path.isAbsolute(file) || path.normalize(file) !== file
+    ? Either.left(new InvalidRequest({ field, reason: `"${file}" must be an absolute, normalised path` }))
+    : !file.startsWith(`${path.join(pgData, "pg_wal")}/`)
+      ? Either.left(
+          new InvalidRequest({ field, reason: `"${file}" is not in ${path.join(pgData, "pg_wal")}` }),
+        )
+      : Either.right(file)

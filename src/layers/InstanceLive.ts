@@ -4,18 +4,20 @@ import type { ConfigError } from "effect/ConfigError"
 import type { InvalidRequest, ServerStartFailed, SocketInUse, Unavailable } from "../domain/errors.js"
 import { BackupDefinition } from "../generated/backup.js"
 import { IdentityDefinition, PluginCapability_Service_Type } from "../generated/identity.js"
+import { RestoreJobHooksDefinition } from "../generated/restore_job.js"
 import { WALDefinition } from "../generated/wal.js"
 import { Backup } from "../services/backup.js"
 import { healthRegistration } from "../services/health.js"
 import { Identity, ServedCapabilities } from "../services/identity.js"
 import { Kubernetes } from "../services/Kubernetes.js"
 import { PgBackRest } from "../services/PgBackRest.js"
+import { RestoreJob } from "../services/restoreJob.js"
 import { Secrets } from "../services/Secrets.js"
 import { StanzaResolver } from "../services/StanzaResolver.js"
 import { StanzaState, StanzaStateSettings } from "../services/StanzaState.js"
 import { Wal } from "../services/wal.js"
 import { implement, type Registration, serveUnixSocket } from "./grpc.js"
-import { InstanceSettings, InstanceSettingsLive } from "./settings.js"
+import { InstanceSettings, InstanceSettingsLive, PluginRole } from "./settings.js"
 
 /** Where a socket role listens (`<plugin-path>/pgbackrest.dalibo.com`), and where it reads objects from. */
 export interface SocketRoleSettings {
@@ -59,8 +61,8 @@ export const KubernetesFor = (
     ? Kubernetes.Api
     : Kubernetes.Local(settings.manifests).pipe(Layer.provide(NodeContext.layer))
 
-/** WAL archiving and backups over a given Kubernetes, sharing one resolver, state and pgBackRest. */
-export const InstanceServicesLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, R>) => {
+/** What the socket roles' services share over a given Kubernetes: one resolver, state and pgBackRest. */
+export const SharedServicesLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, R>) => {
   const secrets = Secrets.Default.pipe(Layer.provide(kubernetes))
   const resolver = StanzaResolver.Default.pipe(
     Layer.provide(Layer.mergeAll(kubernetes, secrets, NodeContext.layer)),
@@ -75,9 +77,12 @@ export const InstanceServicesLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E
       ),
     ),
   )
-  const shared = Layer.mergeAll(resolver, state, PgBackRest.Default, NodeContext.layer)
-  return Layer.mergeAll(Wal.Default, Backup.Default).pipe(Layer.provide(shared))
+  return Layer.mergeAll(resolver, state, PgBackRest.Default, NodeContext.layer)
 }
+
+/** WAL archiving and backups over a given Kubernetes. */
+export const InstanceServicesLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, R>) =>
+  Layer.mergeAll(Wal.Default, Backup.Default).pipe(Layer.provide(SharedServicesLive(kubernetes)))
 
 /** The sidecar of every PostgreSQL pod: WAL archiving and backups. Metrics join as they are built. */
 export const InstanceLive = (
@@ -95,8 +100,34 @@ export const InstanceLive = (
         implement(BackupDefinition, backup.handlers, runtime),
       ]
     }),
-  ).pipe(Layer.provide(InstanceServicesLive(KubernetesFor(settings))), Layer.provide(InstanceSettingsLive))
+  ).pipe(
+    Layer.provide(InstanceServicesLive(KubernetesFor(settings))),
+    Layer.provide(InstanceSettingsLive),
+    Layer.provide(Layer.succeed(PluginRole, "instance")),
+  )
 
-/** The sidecar of the full-recovery Job. RestoreJobHooks and WAL restore join as they are built. */
-export const RestoreLive = (settings: SocketRoleSettings) =>
-  SocketServerLive(settings, [], Effect.succeed([]))
+/** The sidecar of the full-recovery Job: restores PGDATA, then serves WAL to the recovering server. */
+export const RestoreLive = (
+  settings: SocketRoleSettings,
+): Layer.Layer<never, ServeError | Unavailable | InvalidRequest | ConfigError> =>
+  SocketServerLive(
+    settings,
+    [PluginCapability_Service_Type.TYPE_RESTORE_JOB, PluginCapability_Service_Type.TYPE_WAL_SERVICE],
+    Effect.gen(function* () {
+      const runtime = yield* Effect.runtime<never>()
+      const restore = yield* RestoreJob
+      const wal = yield* Wal
+      return [
+        implement(RestoreJobHooksDefinition, restore, runtime),
+        implement(WALDefinition, wal.handlers, runtime),
+      ]
+    }),
+  ).pipe(
+    Layer.provide(
+      Layer.mergeAll(RestoreJob.Default, Wal.Default).pipe(
+        Layer.provide(SharedServicesLive(KubernetesFor(settings))),
+      ),
+    ),
+    Layer.provide(InstanceSettingsLive),
+    Layer.provide(Layer.succeed(PluginRole, "restore")),
+  )

@@ -20,6 +20,12 @@ export interface InstanceSettingsShape {
   readonly runDir: string
 }
 
+/** Which socket role this process plays: the pod's sidecar, or the full-recovery Job's. */
+export class PluginRole extends Context.Tag("cnpg-pgbackrest/PluginRole")<
+  PluginRole,
+  "instance" | "restore"
+>() {}
+
 export class InstanceSettings extends Context.Tag("cnpg-pgbackrest/InstanceSettings")<
   InstanceSettings,
   InstanceSettingsShape

@@ -1,11 +1,17 @@
 import { Clock, Effect, Ref, Schedule, Schema } from "effect"
-import { archiveStanzaRef, decodeClusterDefinition } from "../domain/cluster.js"
-import { FailedPrecondition, PgBackRestFailed, Unavailable, Unimplemented } from "../domain/errors.js"
+import { archiveStanzaRef, decodeClusterDefinition, walRestoreStanzaRef } from "../domain/cluster.js"
+import {
+  FailedPrecondition,
+  NotFound,
+  PgBackRestFailed,
+  Unavailable,
+  Unimplemented,
+} from "../domain/errors.js"
 import { nonEmptyRepositories, PgBackRestInfo } from "../domain/pgbackrestInfo.js"
-import { archiveSource } from "../domain/wal.js"
-import { WALCapability_RPC_Type, type WALDefinition } from "../generated/wal.js"
+import { archiveSource, decodeWalFileName, restoreDestination } from "../domain/wal.js"
+import { WALCapability_RPC_Type, type WALDefinition, WALRestoreRequest_Mode } from "../generated/wal.js"
 import type { EffectHandlers } from "../layers/grpc.js"
-import { InstanceSettings } from "../layers/settings.js"
+import { InstanceSettings, PluginRole } from "../layers/settings.js"
 import { PgBackRest } from "./PgBackRest.js"
 import { type ResolvedStanza, StanzaResolver } from "./StanzaResolver.js"
 import { StanzaState } from "./StanzaState.js"
@@ -45,6 +51,7 @@ export interface LastArchived {
 export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
   effect: Effect.gen(function* () {
     const settings = yield* InstanceSettings
+    const role = yield* PluginRole
     const resolver = yield* StanzaResolver
     const pgbackrest = yield* PgBackRest
     const state = yield* StanzaState
@@ -132,7 +139,33 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
         return {}
       }),
 
-      restore: () => Effect.fail(new Unimplemented({ rpc: "WAL.Restore" })),
+      restore: Effect.fn("WAL.restore")(function* (request) {
+        const cluster = yield* decodeClusterDefinition(request.clusterDefinition)
+        const name = yield* decodeWalFileName("source_wal_name", request.sourceWalName)
+        const destination = yield* restoreDestination(
+          "destination_file_name",
+          request.destinationFileName,
+          settings.pgData,
+        )
+        const stanzaRef = yield* walRestoreStanzaRef(cluster, role)
+        const namespace = cluster.metadata.namespace ?? settings.namespace
+        yield* Effect.annotateCurrentSpan({ wal: name, stanzaRef })
+        const resolved = yield* resolver.resolve(namespace, stanzaRef)
+        // pg_rewind asks for exactly one file: no prefetching into the spool for it.
+        const env =
+          request.mode === WALRestoreRequest_Mode.MODE_REWIND
+            ? { ...resolved.env, PGBACKREST_ARCHIVE_ASYNC: "n" }
+            : resolved.env
+        const result = yield* pgbackrest.archiveGet(env, name, destination)
+        if (!result.found) {
+          // NOT_FOUND tells PostgreSQL the archive has no such file: it switches to streaming or ends recovery.
+          return yield* new NotFound({
+            what: `WAL file ${name}`,
+            reason: `no repository of stanza ${resolved.stanza.spec.stanzaConfiguration.name} holds it`,
+          })
+        }
+        return {}
+      }),
       status: () => Effect.fail(new Unimplemented({ rpc: "WAL.Status" })),
       setFirstRequired: () => Effect.fail(new Unimplemented({ rpc: "WAL.SetFirstRequired" })),
     }

@@ -10,7 +10,7 @@ import type { PgBackRestEnv } from "../../src/domain/stanzaEnv.js"
 import { grpcStatusOf } from "../../src/domain/status.js"
 import { type WALArchiveRequest, WALCapability_RPC_Type, WALDefinition } from "../../src/generated/wal.js"
 import { implement, serveUnixSocket } from "../../src/layers/grpc.js"
-import { InstanceSettings, type InstanceSettingsShape } from "../../src/layers/settings.js"
+import { InstanceSettings, type InstanceSettingsShape, PluginRole } from "../../src/layers/settings.js"
 import { Kubernetes } from "../../src/services/Kubernetes.js"
 import { type ArchiveGetResult, PgBackRest } from "../../src/services/PgBackRest.js"
 import { socketChannel } from "../../src/services/pluginClient.js"
@@ -138,7 +138,17 @@ const walLayer = (settings: InstanceSettingsShape, script: Script) => {
     Layer.provide(StanzaStateSettings.layer(settings.stateFile)),
     Layer.provide(NodeContext.layer),
   )
-  return Wal.Default.pipe(Layer.provide(Layer.mergeAll(resolver, state, fakePgBackRest(script), instance)))
+  return Wal.Default.pipe(
+    Layer.provide(
+      Layer.mergeAll(
+        resolver,
+        state,
+        fakePgBackRest(script),
+        instance,
+        Layer.succeed(PluginRole, "instance"),
+      ),
+    ),
+  )
 }
 
 const cluster = (

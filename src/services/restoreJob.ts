@@ -1,0 +1,74 @@
+import { FileSystem } from "@effect/platform"
+import { Duration, Effect, Schema } from "effect"
+import { decodeClusterDefinition, recoveryStanzaRef } from "../domain/cluster.js"
+import { FailedPrecondition, Unavailable } from "../domain/errors.js"
+import { PgBackRestInfo } from "../domain/pgbackrestInfo.js"
+import { chooseBackup, restoreConfig } from "../domain/restoreTarget.js"
+import { RestoreJobHooksCapability_Kind, type RestoreJobHooksDefinition } from "../generated/restore_job.js"
+import type { EffectHandlers } from "../layers/grpc.js"
+import { InstanceSettings } from "../layers/settings.js"
+import { PgBackRest } from "./PgBackRest.js"
+import { StanzaResolver } from "./StanzaResolver.js"
+
+/** Restoring a large database takes long; the operator's call has no deadline of its own. */
+export const RESTORE_TIMEOUT = Duration.hours(24)
+
+/**
+ * CNPG-I RestoreJobHooks of the `restore` sidecar in the full-recovery Job: fills PGDATA from the
+ * recovery source's Stanza with `pgbackrest restore`, then tells the operator how PostgreSQL fetches
+ * WAL (through this plugin) and to promote at the end. Recovery targets are the operator's to write.
+ */
+export class RestoreJob extends Effect.Service<RestoreJob>()("cnpg-pgbackrest/RestoreJob", {
+  effect: Effect.gen(function* () {
+    const settings = yield* InstanceSettings
+    const resolver = yield* StanzaResolver
+    const pgbackrest = yield* PgBackRest
+    const fs = yield* FileSystem.FileSystem
+
+    // pgBackRest would happily restore over files with --delta; a full recovery must start from an
+    // empty PGDATA, and anything already there is left exactly as it is.
+    const requireEmptyPgData = Effect.gen(function* () {
+      const entries = yield* fs.readDirectory(settings.pgData).pipe(Effect.orElseSucceed(() => []))
+      if (entries.length > 0) {
+        return yield* new FailedPrecondition({
+          reason: `${settings.pgData} is not empty (${entries.slice(0, 5).join(", ")}${entries.length > 5 ? ", ..." : ""}); refusing to restore over it`,
+        })
+      }
+    })
+
+    const handlers: EffectHandlers<typeof RestoreJobHooksDefinition> = {
+      getCapabilities: () =>
+        Effect.succeed({ capabilities: [{ kind: RestoreJobHooksCapability_Kind.KIND_RESTORE }] }),
+
+      restore: Effect.fn("RestoreJobHooks.restore")(function* (request) {
+        const cluster = yield* decodeClusterDefinition(request.clusterDefinition)
+        const stanzaRef = yield* recoveryStanzaRef(cluster)
+        const namespace = cluster.metadata.namespace ?? settings.namespace
+        const resolved = yield* resolver.resolve(namespace, stanzaRef)
+        const stanza = resolved.stanza.spec.stanzaConfiguration.name
+        yield* requireEmptyPgData
+
+        const raw = yield* pgbackrest.info(resolved.env, { timeout: Duration.minutes(5) })
+        const info = yield* Schema.decodeUnknown(PgBackRestInfo)(raw).pipe(
+          Effect.mapError((error) => new Unavailable({ what: "pgbackrest info", reason: error.message })),
+        )
+        const backups = info.find((entry) => entry.name === stanza)?.backup ?? []
+        const chosen = yield* chooseBackup(backups, cluster.spec.bootstrap?.recovery?.recoveryTarget)
+        const repository = chosen.database["repo-key"]
+        yield* Effect.logInfo("restore started").pipe(
+          Effect.annotateLogs({ stanza, backup: chosen.label, repository, pgData: settings.pgData }),
+        )
+        // --type=none: pgBackRest writes no recovery settings of its own (its restore_command would
+        // call pgbackrest in the postgres container); the operator configures recovery from our answer.
+        yield* pgbackrest.run("restore", {
+          env: { ...resolved.env, PGBACKREST_DELTA: "n" },
+          args: [`--set=${chosen.label}`, `--repo=${repository}`, "--type=none"],
+          timeout: RESTORE_TIMEOUT,
+        })
+        yield* Effect.logInfo("restore completed").pipe(Effect.annotateLogs({ stanza, backup: chosen.label }))
+        return { restoreConfig: restoreConfig(), envs: [] }
+      }),
+    }
+    return handlers
+  }),
+}) {}
