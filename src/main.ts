@@ -1,11 +1,12 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Effect, Either, Layer } from "effect"
-import { type CliCommand, parseCommandLine, type SocketRole, USAGE } from "./domain/cli.js"
+import { type CliCommand, type ClientCall, parseCommandLine, type SocketRole, USAGE } from "./domain/cli.js"
 import { PLUGIN_NAME, PLUGIN_VERSION, socketPath } from "./domain/plugin.js"
 import { InstanceLive, RestoreLive, type SocketRoleSettings } from "./layers/InstanceLive.js"
 import { LoggingLive } from "./layers/logging.js"
 import { OperatorLive } from "./layers/OperatorLive.js"
 import { archiveWal, backupStatusOf, checkHealth, takeBackup } from "./services/pluginClient.js"
+import { restoreJob, restoreWal } from "./services/restoreClient.js"
 
 const HEALTHCHECK_TIMEOUT_MS = 5_000
 
@@ -26,6 +27,25 @@ const socketSettings = (command: SocketRole): SocketRoleSettings => ({
   socketPath: socketPath(command.pluginPath),
   ...(command.manifests === undefined ? {} : { manifests: command.manifests }),
 })
+
+const print = (value: unknown) =>
+  Effect.sync(() => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`))
+
+const clientProgram = (command: ClientCall) => {
+  const socket = socketPath(command.pluginPath)
+  switch (command.rpc) {
+    case "wal-archive":
+      return archiveWal(socket, command.clusterFile, command.walPath)
+    case "backup":
+      return takeBackup(socket, command).pipe(
+        Effect.flatMap((result) => print({ status: backupStatusOf(result) })),
+      )
+    case "wal-restore":
+      return restoreWal(socket, command.clusterFile, command.walName, command.destination)
+    case "restore":
+      return restoreJob(socket, command.clusterFile).pipe(Effect.flatMap(print))
+  }
+}
 
 const programOf = (command: CliCommand): Effect.Effect<void, unknown> => {
   switch (command._tag) {
@@ -49,17 +69,7 @@ const programOf = (command: CliCommand): Effect.Effect<void, unknown> => {
         }),
       )
     case "Client":
-      return (
-        command.rpc === "wal-archive"
-          ? archiveWal(socketPath(command.pluginPath), command.clusterFile, command.walPath)
-          : takeBackup(socketPath(command.pluginPath), command).pipe(
-              Effect.flatMap((result) =>
-                Effect.sync(() =>
-                  process.stdout.write(`${JSON.stringify({ status: backupStatusOf(result) }, null, 2)}\n`),
-                ),
-              ),
-            )
-      ).pipe(
+      return clientProgram(command).pipe(
         Effect.tapError((error) => Effect.logError(`${command.rpc} failed: ${error.message}`)),
         Effect.provide(LoggingLive(command.logLevel, "stderr")),
       )

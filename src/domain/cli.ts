@@ -38,7 +38,23 @@ export interface ClientBackup extends CommonOptions {
   readonly parameters: Readonly<Record<string, string>>
 }
 
-export type ClientCall = ClientWalArchive | ClientBackup
+/** `client wal-restore`: calls WAL.Restore like CloudNativePG's restore_command. */
+export interface ClientWalRestore extends CommonOptions {
+  readonly _tag: "Client"
+  readonly rpc: "wal-restore"
+  readonly clusterFile: string
+  readonly walName: string
+  readonly destination: string
+}
+
+/** `client restore`: calls RestoreJobHooks.Restore like the full-recovery Job. */
+export interface ClientRestore extends CommonOptions {
+  readonly _tag: "Client"
+  readonly rpc: "restore"
+  readonly clusterFile: string
+}
+
+export type ClientCall = ClientWalArchive | ClientBackup | ClientWalRestore | ClientRestore
 
 /** `operator` serves CNPG-I over TCP with mutual TLS. */
 export interface OperatorRole extends CommonOptions {
@@ -81,6 +97,10 @@ Roles:
                 send WAL.Archive to the socket like CloudNativePG's archive_command (exit 0 = archived)
   client backup --cluster FILE [--backup FILE | --backup-name NAME] [--parameter KEY=VALUE]...
                 send Backup.Backup like CloudNativePG's instance manager; prints the Backup status
+  client wal-restore <wal-name> <destination> --cluster FILE
+                send WAL.Restore like CloudNativePG's restore_command (exit 0 = restored)
+  client restore --cluster FILE
+                send RestoreJobHooks.Restore like the full-recovery Job; prints the restore configuration
 
 Flags:
   --plugin-path DIR       directory of the plugin socket (default /plugins)
@@ -187,12 +207,12 @@ const parseParameters = (role: string, pairs: ReadonlyArray<string>) =>
 const parseClient = (args: ReadonlyArray<string>): Either.Either<CliCommand, UsageError> =>
   Either.gen(function* () {
     const [rpc, ...rest] = args
-    if (rpc !== "wal-archive" && rpc !== "backup") {
+    if (rpc !== "wal-archive" && rpc !== "backup" && rpc !== "wal-restore" && rpc !== "restore") {
       return yield* Either.left(
         new UsageError({
           reason:
             rpc === undefined
-              ? "client: an RPC is required (wal-archive, backup)"
+              ? "client: an RPC is required (wal-archive, backup, wal-restore, restore)"
               : `client: unknown RPC "${rpc}"`,
         }),
       )
@@ -230,6 +250,23 @@ const parseClient = (args: ReadonlyArray<string>): Either.Either<CliCommand, Usa
       return yield* Either.left(
         new UsageError({ reason: `${role}: --backup, --backup-name and --parameter are for client backup` }),
       )
+    }
+    if (rpc === "restore") {
+      if (positionals.length > 0) {
+        return yield* Either.left(
+          new UsageError({ reason: `${role}: unexpected argument "${positionals[0]}"` }),
+        )
+      }
+      return { _tag: "Client", rpc, ...options, clusterFile } satisfies ClientRestore
+    }
+    if (rpc === "wal-restore") {
+      const [walName, destination, ...more] = positionals
+      if (walName === undefined || destination === undefined || more.length > 0) {
+        return yield* Either.left(
+          new UsageError({ reason: `${role}: a WAL name and a destination are required` }),
+        )
+      }
+      return { _tag: "Client", rpc, ...options, clusterFile, walName, destination } satisfies ClientWalRestore
     }
     const [walPath, ...extra] = positionals
     if (walPath === undefined || walPath === "" || extra.length > 0) {

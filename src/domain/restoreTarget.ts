@@ -11,6 +11,22 @@ const lsnValue = (lsn: string): number | undefined => {
     : Number.parseInt(match[1], 16) * 2 ** 32 + Number.parseInt(match[2], 16)
 }
 
+/**
+ * PostgreSQL's timestamp forms (`2026-11-24 10:00:00+00`, `...+05:30`, RFC 3339) as milliseconds; a
+ * time without a zone is taken as UTC, the zone CloudNativePG's instances run in.
+ */
+export const parseTargetTime = (text: string): number => {
+  let iso = text.trim().replace(" ", "T")
+  if (/[+-]\d{2}$/.test(iso)) {
+    iso = `${iso}:00`
+  } else if (/[+-]\d{4}$/.test(iso)) {
+    iso = `${iso.slice(0, -2)}:${iso.slice(-2)}`
+  } else if (!/(Z|[+-]\d{2}:\d{2})$/i.test(iso)) {
+    iso = `${iso}Z`
+  }
+  return Date.parse(iso)
+}
+
 const newestFirst = (backups: ReadonlyArray<InfoBackup>): ReadonlyArray<InfoBackup> =>
   [...backups].filter((backup) => backup.error !== true).sort((a, b) => b.timestamp.stop - a.timestamp.stop)
 
@@ -39,7 +55,7 @@ export const chooseBackup = (
       : Either.right(chosen)
   }
   if (target?.targetTime !== undefined && target.targetTime !== "") {
-    const millis = Date.parse(target.targetTime.replace(" ", "T"))
+    const millis = parseTargetTime(target.targetTime)
     if (Number.isNaN(millis)) {
       return Either.left(
         new InvalidRequest({

@@ -115,6 +115,37 @@ describe("parseCommandLine", () => {
         parameters: { selectedRepository: "2", backupType: "incr" },
       },
     )
+    assert.deepStrictEqual(
+      parsed([
+        "client",
+        "wal-restore",
+        "--cluster",
+        "c.yaml",
+        "000000010000000000000002",
+        "pg_wal/RECOVERYXLOG",
+      ]),
+      {
+        _tag: "Client",
+        rpc: "wal-restore",
+        logLevel: "info",
+        pluginPath: "/plugins",
+        clusterFile: "c.yaml",
+        walName: "000000010000000000000002",
+        destination: "pg_wal/RECOVERYXLOG",
+      },
+    )
+    assert.deepStrictEqual(parsed(["client", "restore", "--cluster", "r.yaml"]), {
+      _tag: "Client",
+      rpc: "restore",
+      logLevel: "info",
+      pluginPath: "/plugins",
+      clusterFile: "r.yaml",
+    })
+    assert.include(
+      rejected(["client", "wal-restore", "--cluster", "c", "000000010000000000000002"]),
+      "a WAL name and a destination",
+    )
+    assert.include(rejected(["client", "restore", "--cluster", "c", "extra"]), "unexpected argument")
     assert.include(rejected(["client"]), "an RPC is required")
     assert.include(rejected(["client", "restore-all"]), 'unknown RPC "restore-all"')
     assert.include(rejected(["client", "wal-archive", "x"]), "--cluster is required")

@@ -7,7 +7,10 @@ import {
   type Cluster,
   decodeCluster,
   decodeClusterDefinition,
+  recoveryStanzaRef,
+  walRestoreStanzaRef,
 } from "../../src/domain/cluster.js"
+import type { InvalidRequest } from "../../src/domain/errors.js"
 
 const cluster = (input: unknown): Cluster => {
   const result = decodeCluster(input)
@@ -71,5 +74,54 @@ describe("Cluster decoding", () => {
       }),
     )
     assert.isTrue(Either.isLeft(disabled))
+  })
+})
+
+describe("which Stanza WAL comes from", () => {
+  const restored = (spec: Record<string, unknown>) =>
+    cluster({
+      metadata: { name: "cluster-restored" },
+      spec: {
+        plugins: [{ name: "pgbackrest.dalibo.com", parameters: { stanzaRef: "own" } }],
+        externalClusters: [
+          { name: "other", plugin: { name: "barman-cloud.cloudnative-pg.io", parameters: {} } },
+          {
+            name: "origin",
+            plugin: { name: "pgbackrest.dalibo.com", parameters: { stanzaRef: "origin-stanza" } },
+          },
+        ],
+        ...spec,
+      },
+    })
+
+  it("the restore Job replays the recovery source's Stanza", () => {
+    const c = restored({
+      bootstrap: { recovery: { source: "origin", recoveryTarget: { targetTime: "2026-11-24 10:00:00+00" } } },
+    })
+    assert.deepStrictEqual(recoveryStanzaRef(c), Either.right("origin-stanza"))
+    assert.deepStrictEqual(walRestoreStanzaRef(c, "restore"), Either.right("origin-stanza"))
+    assert.strictEqual(c.spec.bootstrap?.recovery?.recoveryTarget?.targetTime, "2026-11-24 10:00:00+00")
+  })
+
+  it("an instance reads its own Stanza, or its replica source's in a replica cluster", () => {
+    assert.deepStrictEqual(walRestoreStanzaRef(restored({}), "instance"), Either.right("own"))
+    const replica = restored({ replica: { enabled: true, source: "origin" } })
+    assert.deepStrictEqual(walRestoreStanzaRef(replica, "instance"), Either.right("origin-stanza"))
+    const disabled = restored({ replica: { enabled: false, source: "origin" } })
+    assert.deepStrictEqual(walRestoreStanzaRef(disabled, "instance"), Either.right("own"))
+  })
+
+  it("names the field when the source is missing, unknown, or not ours", () => {
+    const field = (result: Either.Either<string, InvalidRequest>) =>
+      Either.isLeft(result) ? result.left.field : "ok"
+    assert.strictEqual(field(recoveryStanzaRef(restored({}))), "spec.bootstrap.recovery.source")
+    assert.strictEqual(
+      field(recoveryStanzaRef(restored({ bootstrap: { recovery: { source: "nope" } } }))),
+      "spec.bootstrap.recovery.source",
+    )
+    assert.strictEqual(
+      field(recoveryStanzaRef(restored({ bootstrap: { recovery: { source: "other" } } }))),
+      "spec.externalClusters[0].plugin.name",
+    )
   })
 })

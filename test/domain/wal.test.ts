@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { archiveSource, decodeWalFileName } from "../../src/domain/wal.js"
+import { archiveSource, decodeWalFileName, restoreDestination } from "../../src/domain/wal.js"
 
 const pgData = "/var/lib/postgresql/data/pgdata"
 
@@ -53,6 +53,24 @@ describe("archiveSource", () => {
     ]) {
       const result = archiveSource("source_file_name", file, pgData)
       assert.isTrue(Either.isLeft(result) && result.left.field === "source_file_name", file)
+    }
+  })
+})
+
+describe("restoreDestination", () => {
+  it("accepts a file in pg_wal, refuses anything else", () => {
+    assert.deepStrictEqual(
+      restoreDestination("destination_file_name", `${pgData}/pg_wal/RECOVERYXLOG`, pgData),
+      Either.right(`${pgData}/pg_wal/RECOVERYXLOG`),
+    )
+    for (const file of [
+      "pg_wal/RECOVERYXLOG",
+      `${pgData}/pg_wal/../global/pg_control`,
+      "/etc/cron.d/x",
+      `${pgData}/base/1`,
+    ]) {
+      const result = restoreDestination("destination_file_name", file, pgData)
+      assert.isTrue(Either.isLeft(result) && result.left.field === "destination_file_name", file)
     }
   })
 })
