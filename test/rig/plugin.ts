@@ -26,6 +26,8 @@ export interface PluginDirs {
   /** The archive_command CloudNativePG would set, with our CLI client in place of the instance manager. */
   readonly archiveCommand: string
   readonly logFile: string
+  /** examples/cluster-restored.yaml: bootstraps from the Stanza above through its external cluster. */
+  readonly restoredClusterFile: string
 }
 
 export interface PluginOptions {
@@ -93,6 +95,7 @@ export const preparePlugin = (
     }
     const cluster = example("cluster.yaml")
     const clusterFile = path.join(manifestsDir, "cluster.yaml")
+    const restoredClusterFile = path.join(manifestsDir, "cluster-restored.yaml")
     yield* Effect.try({
       try: () => {
         fs.writeFileSync(path.join(manifestsDir, "secret.yaml"), JSON.stringify(secret, null, 2), {
@@ -102,6 +105,9 @@ export const preparePlugin = (
           mode: 0o644,
         })
         fs.writeFileSync(clusterFile, JSON.stringify(cluster, null, 2), { mode: 0o644 })
+        fs.writeFileSync(restoredClusterFile, JSON.stringify(example("cluster-restored.yaml"), null, 2), {
+          mode: 0o644,
+        })
       },
       catch: (error) => rigError("manifests", String(error)),
     })
@@ -120,6 +126,7 @@ export const preparePlugin = (
       s3RepoPath,
       archiveCommand: `${NODE} ${MAIN_JS} client wal-archive --plugin-path ${pluginDir} --cluster ${clusterFile} --log-level warning %p`,
       logFile,
+      restoredClusterFile,
     }
   })
 
@@ -159,4 +166,42 @@ export const sidecarFor = (
       CNPG_PGBACKREST_RUN_DIR: dirs.runDir,
       CNPG_PGBACKREST_SPOOL_PATH: dirs.spoolDir,
     },
+  })
+
+/** The full-recovery Job's sidecar (`restore` role) for a new, empty data directory, and its restore_command. */
+export const restoreSidecarFor = (
+  dirs: PluginDirs,
+  pgdata: string,
+): Effect.Effect<
+  { readonly sidecar: Sidecar; readonly restoreCommand: string },
+  RigError,
+  Scope.Scope | FileSystem | CommandExecutor
+> =>
+  Effect.gen(function* () {
+    const owner = yield* postgresAccount
+    const dir = (name: string) => makeDir(path.join(dirs.baseDir, name), { owner, mode: 0o700 })
+    const pluginDir = yield* dir("restore-plugins")
+    const logFile = path.join(dirs.baseDir, "restore-sidecar.log")
+    fs.writeFileSync(logFile, "")
+    fs.chownSync(logFile, owner.uid, owner.gid)
+    const sidecar = yield* makeSidecar({
+      role: "restore",
+      pluginDir,
+      manifestsDir: dirs.manifestsDir,
+      logFile,
+      env: {
+        HOME: yield* dir("restore-state"),
+        PGDATA: pgdata,
+        NAMESPACE: "default",
+        CLUSTER_NAME: "cluster-restored",
+        POD_NAME: "cluster-restored-1-full-recovery",
+        CNPG_PGBACKREST_STATE_DIR: yield* dir("restore-state/plugin"),
+        CNPG_PGBACKREST_RUN_DIR: yield* dir("restore-run"),
+        CNPG_PGBACKREST_SPOOL_PATH: yield* dir("restore-spool"),
+      },
+    })
+    return {
+      sidecar,
+      restoreCommand: `${NODE} ${MAIN_JS} client wal-restore --plugin-path ${pluginDir} --cluster ${dirs.restoredClusterFile} --log-level warning %f %p`,
+    }
   })

@@ -28,6 +28,13 @@ export interface PostgresOptions {
   readonly restoreCommand?: string
   /** Extra `postgresql.conf` lines, appended last (so they win). */
   readonly extraConf?: ReadonlyArray<string>
+  /**
+   * Fills the (empty, postgres-owned) data directory instead of initdb, e.g. with the plugin's restore;
+   * the server then starts in archive recovery (recovery.signal) with the options above appended.
+   */
+  readonly restoreInto?: (
+    pgdata: string,
+  ) => Effect.Effect<void, RigError, Scope.Scope | CommandExecutor.CommandExecutor | FileSystem.FileSystem>
 }
 
 export type StopMode = "smart" | "fast" | "immediate"
@@ -104,19 +111,30 @@ export const make = (
         ),
       )
 
-    yield* asPostgres("initdb", `${binDir}/initdb`, [
-      "-D",
-      pgdata,
-      "--data-checksums",
-      "-A",
-      "trust",
-      "-U",
-      "postgres",
-      "--locale=C",
-      "--encoding=UTF8",
-      // The cluster lives for one test; fsyncing a fresh data dir costs seconds on a slow disk.
-      "--no-sync",
-    ])
+    const restoring = options.restoreInto
+    if (restoring !== undefined) {
+      yield* makeDir(pgdata, { owner, mode: 0o700 })
+      yield* restoring(pgdata)
+      yield* fs
+        .writeFileString(`${pgdata}/recovery.signal`, "")
+        .pipe(Effect.mapError((e) => rigError("recovery.signal", e.message)))
+      yield* fs
+        .chown(`${pgdata}/recovery.signal`, owner.uid, owner.gid)
+        .pipe(Effect.mapError((e) => rigError("recovery.signal", e.message)))
+    } else
+      yield* asPostgres("initdb", `${binDir}/initdb`, [
+        "-D",
+        pgdata,
+        "--data-checksums",
+        "-A",
+        "trust",
+        "-U",
+        "postgres",
+        "--locale=C",
+        "--encoding=UTF8",
+        // The cluster lives for one test; fsyncing a fresh data dir costs seconds on a slow disk.
+        "--no-sync",
+      ])
 
     const conf = [
       "",

@@ -15,6 +15,8 @@ export const MAIN_JS = path.join(PROJECT_ROOT, "dist/main.js")
 export const NODE = process.execPath
 
 export interface SidecarOptions {
+  /** `instance` (a PostgreSQL pod's sidecar, the default) or `restore` (the full-recovery Job's). */
+  readonly role?: "instance" | "restore"
   readonly pluginDir: string
   readonly manifestsDir: string
   /** The pod environment CloudNativePG copies into the sidecar: PGDATA, PGHOST, PGPORT, NAMESPACE, ... */
@@ -80,7 +82,7 @@ export const makeSidecar = (
           NODE,
           [
             MAIN_JS,
-            "instance",
+            options.role ?? "instance",
             "--plugin-path",
             options.pluginDir,
             "--manifests",

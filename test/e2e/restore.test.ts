@@ -1,0 +1,70 @@
+import * as fs from "node:fs"
+import { NodeContext } from "@effect/platform-node"
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { createClient } from "nice-grpc"
+import { BackupDefinition } from "../../src/generated/backup.js"
+import { backupResource, socketChannel } from "../../src/services/pluginClient.js"
+import { restoreJob } from "../../src/services/restoreClient.js"
+import { rigError } from "../rig/exec.js"
+import { PostgresCluster, S3Endpoint } from "../rig/index.js"
+import { preparePlugin, restoreSidecarFor, sidecarFor } from "../rig/plugin.js"
+import { archivedThrough, eventually } from "./support.js"
+
+const cluster = (file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(file, "utf8"))
+
+layer(NodeContext.layer)("restore through the plugin (real PostgreSQL, pgBackRest, HTTPS S3)", (it) => {
+  it.scoped("a new cluster restored from the backup replays WAL archived after it: every row is there", () =>
+    Effect.gen(function* () {
+      const s3 = yield* S3Endpoint.make({ bucket: "restore" })
+      const dirs = yield* preparePlugin({ s3 })
+      const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
+      const sidecar = yield* sidecarFor(dirs, pg)
+      yield* sidecar.start()
+
+      yield* pg.psql("CREATE TABLE t (id int PRIMARY KEY, phase text)")
+      yield* pg.psql("INSERT INTO t SELECT g, 'before backup' FROM generate_series(1, 1000) g")
+      const backups = createClient(BackupDefinition, yield* socketChannel(sidecar.socket))
+      const source = cluster(dirs.clusterFile)
+      const result = yield* Effect.promise(() =>
+        backups.backup({
+          clusterDefinition: Buffer.from(JSON.stringify(source)),
+          backupDefinition: Buffer.from(
+            JSON.stringify(backupResource(source, { name: "before", parameters: {} })),
+          ),
+          parameters: {},
+        }),
+      )
+      assert.match(result.backupId, /^\d{8}-\d{6}F$/)
+      yield* pg.psql("INSERT INTO t SELECT g, 'after backup' FROM generate_series(1001, 1500) g")
+      yield* archivedThrough(pg, yield* pg.switchWal())
+
+      const restored = yield* PostgresCluster.make({
+        restoreInto: (pgdata) =>
+          Effect.gen(function* () {
+            const { sidecar: restoreSidecar, restoreCommand } = yield* restoreSidecarFor(dirs, pgdata)
+            yield* restoreSidecar.start()
+            const answer = yield* restoreJob(restoreSidecar.socket, dirs.restoredClusterFile).pipe(
+              Effect.mapError((error) => rigError("restore", error.message)),
+            )
+            assert.include(answer.restoreConfig, "recovery_target_action = promote")
+            assert.notInclude(answer.restoreConfig, "recovery_target_time")
+            assert.isTrue(fs.existsSync(`${pgdata}/PG_VERSION`), "pgbackrest restore filled PGDATA")
+            // In a pod, the operator writes restore_command (CloudNativePG's wal-restore); here, our client.
+            fs.appendFileSync(
+              `${pgdata}/postgresql.conf`,
+              `\nrestore_command = '${restoreCommand}'\nrecovery_target_action = 'promote'\n`,
+            )
+          }),
+      })
+      yield* eventually(
+        "the restored server to promote",
+        restored.psql("SELECT pg_is_in_recovery()"),
+        (value) => value === "f",
+        120_000,
+      )
+      assert.strictEqual(yield* restored.psql("SELECT count(*) FROM t WHERE phase = 'before backup'"), "1000")
+      assert.strictEqual(yield* restored.psql("SELECT count(*) FROM t WHERE phase = 'after backup'"), "500")
+    }),
+  )
+})
