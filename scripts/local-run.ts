@@ -1,13 +1,18 @@
 // The README's first command (`npm start`): the plugin's main job on an embedded default. A throwaway
 // PostgreSQL 15 whose archive_command goes through the plugin's `instance` sidecar (in local mode, with
 // the documented Secret, Stanza and Cluster pointed at a local HTTPS S3 endpoint and a posix
-// repository), some writes and WAL switches, then what pgBackRest holds and how long archiving took.
+// repository), some writes and WAL switches, a full backup through the plugin, more writes, then a
+// new cluster restored through the plugin's `restore` sidecar that must hold every row.
 // Everything it starts is stopped and removed at the end, also on Ctrl-C.
+import * as fs from "node:fs"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
-import { archivedThrough, archiverStats } from "../test/e2e/support.js"
+import { backupStatusOf, takeBackup } from "../src/services/pluginClient.js"
+import { restoreJob } from "../src/services/restoreClient.js"
+import { archivedThrough, archiverStats, eventually } from "../test/e2e/support.js"
+import { rigError } from "../test/rig/exec.js"
 import { makePgBackRestEnv, PostgresCluster, runPgBackRest, S3Endpoint } from "../test/rig/index.js"
-import { preparePlugin, sidecarFor } from "../test/rig/plugin.js"
+import { preparePlugin, restoreSidecarFor, sidecarFor } from "../test/rig/plugin.js"
 
 const SEGMENTS = 10
 
@@ -76,6 +81,61 @@ const program = Effect.gen(function* () {
     `  switch-to-archived latency: median ${Math.round(percentile(sorted, 50))} ms, max ${Math.round(sorted[sorted.length - 1] ?? 0)} ms`,
   )
   yield* say(`  ${SEGMENTS} segments (with 20000-row inserts) in ${elapsed.toFixed(1)} s`)
+
+  const backup = yield* step(
+    "taking a full backup through the plugin (`cnpg-pgbackrest client backup`, as the instance manager)",
+    takeBackup(sidecar.socket, {
+      clusterFile: dirs.clusterFile,
+      backupName: "backup-example",
+      parameters: {},
+    }).pipe(Effect.mapError((error) => rigError("backup", error.message))),
+  )
+  yield* say("  the Backup's status as the operator would record it:")
+  yield* say(JSON.stringify(backupStatusOf(backup), null, 2).replace(/^/gm, "    "))
+
+  yield* pg.psql("INSERT INTO demo SELECT g, 'after the backup' FROM generate_series(1000001, 1005000) g")
+  yield* archivedThrough(pg, yield* pg.switchWal())
+  yield* say("  wrote 5000 more rows after the backup and archived their WAL")
+  const expected = yield* pg.psql("SELECT count(*) FROM demo")
+
+  const restored = yield* step(
+    "restoring a new cluster (examples/cluster-restored.yaml) through the restore sidecar, replaying WAL",
+    Effect.gen(function* () {
+      const cluster = yield* PostgresCluster.make({
+        restoreInto: (pgdata) =>
+          Effect.gen(function* () {
+            const { sidecar: restoreSidecar, restoreCommand } = yield* restoreSidecarFor(dirs, pgdata)
+            yield* restoreSidecar.start()
+            const answer = yield* restoreJob(restoreSidecar.socket, dirs.restoredClusterFile).pipe(
+              Effect.mapError((error) => rigError("restore", error.message)),
+            )
+            yield* say(
+              `\n  RestoreJobHooks.Restore answered:\n${answer.restoreConfig.replace(/^/gm, "    ")}`,
+            )
+            // In a pod the operator writes this with CloudNativePG's own wal-restore; here, our client.
+            fs.appendFileSync(
+              `${pgdata}/postgresql.conf`,
+              `\nrestore_command = '${restoreCommand}'\nrecovery_target_action = 'promote'\n`,
+            )
+          }),
+      })
+      yield* eventually(
+        "the restored cluster to promote",
+        cluster.psql("SELECT pg_is_in_recovery()"),
+        (v) => v === "f",
+        180_000,
+      )
+      return cluster
+    }),
+  )
+  const found = yield* restored.psql("SELECT count(*) FROM demo")
+  const after = yield* restored.psql("SELECT count(*) FROM demo WHERE payload = 'after the backup'")
+  yield* say(
+    `  rows in the source: ${expected}; in the restored cluster: ${found} (${after} written after the backup, replayed from WAL)`,
+  )
+  if (found !== expected) {
+    return yield* Effect.fail(rigError("restore check", `expected ${expected} rows, found ${found}`))
+  }
   yield* say("\nstopping the plugin, PostgreSQL and the S3 endpoint; removing their directories")
 })
 
