@@ -1,6 +1,15 @@
-import { Effect } from "effect"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import type { CommandExecutor } from "@effect/platform/CommandExecutor"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import { Effect, type Scope } from "effect"
+import { createClient, Status } from "nice-grpc"
+import { type WALArchiveRequest, WALDefinition } from "../../src/generated/wal.js"
+import { call, socketChannel } from "../../src/services/pluginClient.js"
 import { type RigError, rigError, withLiveClock } from "../rig/exec.js"
+import { makeLocalEnv as makePgBackRestEnv, runPgBackRest } from "../rig/pgbackrest.js"
 import type { Postgres } from "../rig/postgres.js"
+import * as S3Endpoint from "../rig/s3.js"
 
 export interface ArchiverStats {
   readonly archived: number
@@ -47,4 +56,252 @@ export const archivedThrough = (pg: Postgres, segment: string, timeoutMs = 60_00
     archiverStats(pg),
     (stats) => stats.lastArchived >= segment,
     timeoutMs,
+  )
+
+/**
+ * Wakes PostgreSQL's archiver: `pg_reload_conf()` signals it (SIGHUP sets its latch), which ends the up to
+ * 60 s sleep that follows three failed attempts. Checked on PostgreSQL 15: the pending segment was
+ * archived about 0.6 s after the signal; WAL written without completing a segment does not wake it
+ * (archived 52 s later); a segment switch does (it adds a .ready file).
+ */
+export const nudgeArchiver = (pg: Postgres): Effect.Effect<void, RigError> =>
+  Effect.asVoid(pg.psql("SELECT pg_reload_conf()"))
+
+/**
+ * Like {@link archivedThrough}, but wakes the archiver (see {@link nudgeArchiver}) every `nudgeMs`, for
+ * waits that follow failures. Only PostgreSQL's idle time is shortened; every attempt still goes through
+ * archive_command and the plugin.
+ */
+export const archivedThroughNudged = (pg: Postgres, segment: string, timeoutMs = 60_000, nudgeMs = 2_000) => {
+  let lastNudge = Date.now()
+  const probe = Effect.gen(function* () {
+    if (Date.now() - lastNudge >= nudgeMs) {
+      lastNudge = Date.now()
+      yield* nudgeArchiver(pg)
+    }
+    return yield* archiverStats(pg)
+  })
+  return eventually(
+    `PostgreSQL to archive ${segment}`,
+    probe,
+    (stats) => stats.lastArchived >= segment,
+    timeoutMs,
+  )
+}
+
+/** The names of the segments from `first` to `last` inclusive: one timeline, 16 MiB segments (256 per log). */
+export const segmentRange = (first: string, last: string): ReadonlyArray<string> => {
+  const timeline = first.slice(0, 8)
+  if (last.slice(0, 8) !== timeline) {
+    throw new Error(`${first} and ${last} are on different timelines`)
+  }
+  const position = (name: string) =>
+    BigInt(`0x${name.slice(8, 16)}`) * 256n + BigInt(`0x${name.slice(16, 24)}`)
+  const hex = (value: bigint) => value.toString(16).toUpperCase().padStart(8, "0")
+  const names: Array<string> = []
+  for (let at = position(first); at <= position(last); at++) {
+    names.push(`${timeline}${hex(at / 256n)}${hex(at % 256n)}`)
+  }
+  return names
+}
+
+/** How many times the sidecar ran `stanza-create` successfully, across all its runs (the log is appended). */
+export const stanzaInitialisedCount = (log: string): number =>
+  log.split("\n").filter((line) => line.includes('"msg":"stanza initialised"')).length
+
+/** The segments PostgreSQL still has to archive: `pg_wal/archive_status/*.ready`. */
+export const readySegments = (pg: Postgres): Effect.Effect<ReadonlyArray<string>, RigError> =>
+  Effect.try({
+    try: () =>
+      fs
+        .readdirSync(path.join(pg.pgdata, "pg_wal", "archive_status"))
+        .filter((name) => name.endsWith(".ready"))
+        .map((name) => name.slice(0, -".ready".length))
+        .sort(),
+    catch: (error) => rigError("archive_status", String(error)),
+  })
+
+/** A repository as the Stanza numbers it (S3 ones first, then posix ones). */
+export type RepoSpec =
+  | { readonly kind: "s3"; readonly path: string }
+  | { readonly kind: "posix"; readonly path: string }
+
+/**
+ * pgBackRest's own view of the repositories, independent of the plugin: the stanza `main` of the
+ * documented Stanza, `repos` numbered from 1 in order.
+ */
+export const verificationEnv = (
+  pg: Postgres,
+  s3: S3Endpoint.S3Endpoint,
+  repos: ReadonlyArray<RepoSpec>,
+): Effect.Effect<Record<string, string>, RigError, Scope.Scope | FileSystem.FileSystem | CommandExecutor> =>
+  Effect.map(makePgBackRestEnv(pg), (local) => {
+    const env: Record<string, string> = { ...local, PGBACKREST_STANZA: "main" }
+    repos.forEach((repo, index) => {
+      Object.assign(
+        env,
+        repo.kind === "s3"
+          ? S3Endpoint.pgbackrestRepoEnv(s3, index + 1, repo.path)
+          : {
+              [`PGBACKREST_REPO${index + 1}_TYPE`]: "posix",
+              [`PGBACKREST_REPO${index + 1}_PATH`]: repo.path,
+            },
+      )
+    })
+    return env
+  })
+
+const ARCHIVED_SEGMENT = /(?:^|\/)([0-9A-F]{24})-[0-9a-f]{40}(?:\.[a-z0-9]+)?$/
+
+/**
+ * The WAL segments repository `repo` holds for stanza `main` under archive id `archiveId` (PostgreSQL 15,
+ * first database of the repository), listed by `pgbackrest repo-ls`. The archive id is named because
+ * s3rver answers a recursive listing of `archive/main` with its two files only (no sub-paths).
+ */
+export const segmentsInRepo = (
+  env: Readonly<Record<string, string>>,
+  repo: number,
+  archiveId = "15-1",
+): Effect.Effect<ReadonlySet<string>, RigError, CommandExecutor> =>
+  Effect.gen(function* () {
+    const listed = yield* runPgBackRest(
+      [`--repo=${repo}`, "repo-ls", "--recurse", `archive/main/${archiveId}`],
+      env,
+    )
+    if (listed.exitCode !== 0) {
+      return yield* Effect.fail(
+        rigError(`repo-ls repo ${repo}`, `exit code ${listed.exitCode}`, { stderr: listed.stderr }),
+      )
+    }
+    const names = new Set<string>()
+    for (const line of listed.stdout.split("\n")) {
+      const match = ARCHIVED_SEGMENT.exec(line.trim())
+      if (match?.[1] !== undefined) names.add(match[1])
+    }
+    return names
+  })
+
+/** The segments of `expected` that repository `repo` lacks (empty when all are there). */
+export const missingSegments = (
+  env: Readonly<Record<string, string>>,
+  repo: number,
+  expected: ReadonlyArray<string>,
+): Effect.Effect<ReadonlyArray<string>, RigError, CommandExecutor> =>
+  Effect.map(segmentsInRepo(env, repo), (present) => expected.filter((name) => !present.has(name)))
+
+/** `archive-get` of `segment` from `repo` into a scratch file: its exit code (0 found, 1 absent). */
+export const archiveGet = (
+  env: Readonly<Record<string, string>>,
+  repo: number,
+  segment: string,
+  scratchDir: string,
+): Effect.Effect<number, RigError, CommandExecutor> =>
+  Effect.map(
+    runPgBackRest(
+      [
+        "archive-get",
+        `--repo=${repo}`,
+        segment,
+        path.join(scratchDir, `got-${repo}-${segment}-${Date.now()}`),
+      ],
+      env,
+    ),
+    (result) => result.exitCode,
+  )
+
+/** Every file and directory under `dir` with its size and modification time, sorted: to prove nothing was written. */
+export const fileTree = (dir: string): Effect.Effect<ReadonlyArray<string>, RigError> =>
+  Effect.try({
+    try: () =>
+      fs
+        .readdirSync(dir, { recursive: true, encoding: "utf8" })
+        .map((entry) => {
+          const stat = fs.statSync(path.join(dir, entry))
+          return `${entry} ${stat.isDirectory() ? "dir" : stat.size} ${stat.mtimeMs}`
+        })
+        .sort(),
+    catch: (error) => rigError("file tree", String(error)),
+  })
+
+/** What a WAL.Archive call answered: `Status.OK` with empty details on success. */
+export interface CallOutcome {
+  readonly code: Status
+  readonly details: string
+}
+
+/**
+ * A WAL client on the plugin's socket, as CloudNativePG's instance manager calls it: one function per
+ * call whose gRPC refusal is a value (its code and details), so that a test can assert it.
+ */
+export const walArchiveClient = (socket: string) =>
+  Effect.map(socketChannel(socket), (channel) => {
+    const client = createClient(WALDefinition, channel)
+    return (request: WALArchiveRequest): Effect.Effect<CallOutcome, RigError> =>
+      call(`unix:${socket}`, "cnpgi.wal.v1.WAL/Archive", (signal) =>
+        client.archive(request, { signal }),
+      ).pipe(
+        Effect.timeoutFail({
+          duration: "60 seconds",
+          onTimeout: () => rigError("WAL.Archive", "no answer within 60 s"),
+        }),
+        Effect.map((): CallOutcome => ({ code: Status.OK, details: "" })),
+        Effect.catchTag("CallFailed", (error) =>
+          Effect.succeed<CallOutcome>({ code: error.code as Status, details: error.reason }),
+        ),
+        withLiveClock,
+      )
+  })
+
+/** The command lines of the pgBackRest processes whose environment contains `marker` (e.g. a test's spool path). */
+export const pgbackrestProcesses = (
+  marker: string,
+): ReadonlyArray<{ readonly pid: number; readonly args: string }> =>
+  fs
+    .readdirSync("/proc")
+    .filter((entry) => /^\d+$/.test(entry))
+    .flatMap((entry) => {
+      try {
+        const args = fs.readFileSync(`/proc/${entry}/cmdline`, "utf8").replaceAll("\0", " ").trim()
+        return args.startsWith("pgbackrest ") &&
+          fs.readFileSync(`/proc/${entry}/environ`, "utf8").split("\0").includes(marker)
+          ? [{ pid: Number(entry), args }]
+          : []
+      } catch {
+        // Gone meanwhile.
+        return []
+      }
+    })
+
+/**
+ * Samples the pgBackRest processes whose environment contains `marker` every `intervalMs` for the scope's
+ * lifetime; returns what was seen so far (command lines, deduplicated). Closing the scope SIGKILLs any
+ * that are still running, so that a failed test leaves no detached async worker behind.
+ */
+export const watchPgBackRest = (
+  marker: string,
+  intervalMs = 10,
+): Effect.Effect<() => ReadonlyArray<string>, never, Scope.Scope> =>
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const seen = new Set<string>()
+        const timer = setInterval(() => {
+          for (const process of pgbackrestProcesses(marker)) seen.add(process.args)
+        }, intervalMs)
+        return { seen, timer }
+      }),
+      ({ timer }) =>
+        Effect.sync(() => {
+          clearInterval(timer)
+          for (const { pid } of pgbackrestProcesses(marker)) {
+            try {
+              process.kill(pid, "SIGKILL")
+            } catch {
+              // Already gone.
+            }
+          }
+        }),
+    ),
+    ({ seen }) =>
+      () => [...seen],
   )

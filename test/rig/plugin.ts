@@ -130,7 +130,7 @@ export const preparePlugin = (
     }
   })
 
-/** Rewrites the Stanza manifest with `stanzaConfiguration` changes (the sidecar sees them within its cache TTL). */
+/** Rewrites the Stanza manifest with `stanzaConfiguration` changes; local mode reads manifests at start, so restart the sidecar. */
 export const updateStanza = (
   dirs: PluginDirs,
   change: (config: Record<string, unknown>) => Record<string, unknown>,
