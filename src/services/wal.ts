@@ -1,15 +1,22 @@
+import * as path from "node:path"
 import { Clock, Effect, Ref, Schedule, Schema } from "effect"
 import { archiveStanzaRef, decodeClusterDefinition, walRestoreStanzaRef } from "../domain/cluster.js"
 import {
   FailedPrecondition,
   NotFound,
   PgBackRestFailed,
+  type PluginError,
   Unavailable,
   Unimplemented,
 } from "../domain/errors.js"
 import { nonEmptyRepositories, PgBackRestInfo } from "../domain/pgbackrestInfo.js"
 import { archiveSource, decodeWalFileName, restoreDestination } from "../domain/wal.js"
-import { WALCapability_RPC_Type, type WALDefinition, WALRestoreRequest_Mode } from "../generated/wal.js"
+import {
+  type WALArchiveRequest,
+  WALCapability_RPC_Type,
+  type WALDefinition,
+  WALRestoreRequest_Mode,
+} from "../generated/wal.js"
 import type { EffectHandlers } from "../layers/grpc.js"
 import { InstanceSettings, PluginRole } from "../layers/settings.js"
 import { PgBackRest } from "./PgBackRest.js"
@@ -43,6 +50,12 @@ export interface LastArchived {
   readonly at: Date
 }
 
+/** Failed WAL.Archive calls since the sidecar started, and the latest one, for status and metrics. */
+export interface ArchiveFailures {
+  readonly count: number
+  readonly last?: { readonly walName: string; readonly at: Date; readonly error: string }
+}
+
 /**
  * CNPG-I WAL service of the instance sidecar. Archive: every segment goes to every repository of the
  * Cluster's Stanza through `pgbackrest archive-push`; success is returned only when pgBackRest said so,
@@ -56,6 +69,21 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
     const pgbackrest = yield* PgBackRest
     const state = yield* StanzaState
     const lastArchived = yield* Ref.make<LastArchived | undefined>(undefined)
+    const archiveFailures = yield* Ref.make<ArchiveFailures>({ count: 0 })
+
+    const countFailure = <A>(effect: Effect.Effect<A, PluginError>, request: WALArchiveRequest) =>
+      Effect.tapError(effect, (error) =>
+        Effect.flatMap(Clock.currentTimeMillis, (millis) =>
+          Ref.update(archiveFailures, (failures) => ({
+            count: failures.count + 1,
+            last: {
+              walName: path.basename(request.sourceFileName),
+              at: new Date(millis),
+              error: error.message,
+            },
+          })),
+        ),
+      )
 
     const initialise = (resolved: ResolvedStanza) =>
       state.ensure(
@@ -137,7 +165,7 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
         yield* Ref.set(lastArchived, { walName: source.name, at: new Date(yield* Clock.currentTimeMillis) })
         yield* Effect.logDebug("archived").pipe(Effect.annotateLogs({ wal: source.name, stanza: stanzaRef }))
         return {}
-      }),
+      }, countFailure),
 
       restore: Effect.fn("WAL.restore")(function* (request) {
         const cluster = yield* decodeClusterDefinition(request.clusterDefinition)
@@ -169,6 +197,6 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
       status: () => Effect.fail(new Unimplemented({ rpc: "WAL.Status" })),
       setFirstRequired: () => Effect.fail(new Unimplemented({ rpc: "WAL.SetFirstRequired" })),
     }
-    return { handlers, lastArchived: Ref.get(lastArchived) }
+    return { handlers, lastArchived: Ref.get(lastArchived), archiveFailures: Ref.get(archiveFailures) }
   }),
 }) {}
