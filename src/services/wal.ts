@@ -9,6 +9,7 @@ import {
   Unavailable,
   Unimplemented,
 } from "../domain/errors.js"
+import { classifyFailure } from "../domain/pgbackrestFailure.js"
 import { nonEmptyRepositories, PgBackRestInfo } from "../domain/pgbackrestInfo.js"
 import { archiveSource, decodeWalFileName, restoreDestination } from "../domain/wal.js"
 import {
@@ -24,15 +25,6 @@ import { type ResolvedStanza, StanzaResolver } from "./StanzaResolver.js"
 import { StanzaState } from "./StanzaState.js"
 
 /**
- * pgBackRest exit codes that say "try again": cannot connect (49), the object store answered with an
- * error such as a 5xx (101), a protocol timeout (66), another process holds the lock (50).
- */
-const TRANSIENT_EXIT_CODES: ReadonlySet<number> = new Set([49, 50, 66, 101])
-
-/** pgBackRest cannot find the stanza in a repository (its info files are gone): 55 file missing, 103 no valid repository. */
-const STANZA_MISSING_EXIT_CODES: ReadonlySet<number> = new Set([55, 103])
-
-/**
  * Retries inside one WAL.Archive call for transient failures only: short, jittered, bounded. PostgreSQL
  * retries a failed archive_command anyway; this only saves it a round for a blip.
  */
@@ -42,7 +34,7 @@ export const ArchiveRetry = Schedule.exponential("200 millis").pipe(
 )
 
 const isTransient = (error: { readonly _tag: string }): boolean =>
-  error instanceof PgBackRestFailed && TRANSIENT_EXIT_CODES.has(error.exitCode)
+  error instanceof PgBackRestFailed && classifyFailure(error) === "transient"
 
 /** The last segment this sidecar archived, for status and metrics. */
 export interface LastArchived {
@@ -125,7 +117,7 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
         // The repository lost its stanza (a bucket emptied, a path changed by hand) although we had
         // initialised it in an earlier call: initialise again, once, and push again.
         Effect.catchIf(
-          (error) => error instanceof PgBackRestFailed && STANZA_MISSING_EXIT_CODES.has(error.exitCode),
+          (error) => error instanceof PgBackRestFailed && classifyFailure(error) === "stanza-missing",
           (error) =>
             Effect.gen(function* () {
               if (createdNow || !(yield* state.isInitialised(resolved.fingerprint))) {
