@@ -4,17 +4,20 @@ import type { ConfigError } from "effect/ConfigError"
 import type { InvalidRequest, ServerStartFailed, SocketInUse, Unavailable } from "../domain/errors.js"
 import { BackupDefinition } from "../generated/backup.js"
 import { IdentityDefinition, PluginCapability_Service_Type } from "../generated/identity.js"
+import { MetricsDefinition } from "../generated/metrics.js"
 import { RestoreJobHooksDefinition } from "../generated/restore_job.js"
 import { WALDefinition } from "../generated/wal.js"
 import { Backup } from "../services/backup.js"
 import { healthRegistration } from "../services/health.js"
 import { Identity, ServedCapabilities } from "../services/identity.js"
 import { Kubernetes } from "../services/Kubernetes.js"
+import { Metrics } from "../services/metrics.js"
 import { PgBackRest } from "../services/PgBackRest.js"
 import { RestoreJob } from "../services/restoreJob.js"
 import { Secrets } from "../services/Secrets.js"
 import { StanzaResolver } from "../services/StanzaResolver.js"
 import { StanzaState, StanzaStateSettings } from "../services/StanzaState.js"
+import { StanzaStatus } from "../services/stanzaStatus.js"
 import { Wal } from "../services/wal.js"
 import { implement, type Registration, serveUnixSocket } from "./grpc.js"
 import { InstanceSettings, InstanceSettingsLive, PluginRole } from "./settings.js"
@@ -80,24 +83,39 @@ export const SharedServicesLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, 
   return Layer.mergeAll(resolver, state, PgBackRest.Default, NodeContext.layer)
 }
 
-/** WAL archiving and backups over a given Kubernetes. */
-export const InstanceServicesLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, R>) =>
-  Layer.mergeAll(Wal.Default, Backup.Default).pipe(Layer.provide(SharedServicesLive(kubernetes)))
+/**
+ * WAL archiving, backups, the Stanza status (refreshed periodically and after each backup, by the
+ * primary) and metrics, over a given Kubernetes.
+ */
+export const InstanceServicesLive = <E, R>(kubernetes: Layer.Layer<Kubernetes, E, R>) => {
+  const shared = SharedServicesLive(kubernetes)
+  const walAndBackup = Layer.mergeAll(Wal.Default, Backup.Default).pipe(Layer.provide(shared))
+  const status = StanzaStatus.Default.pipe(Layer.provide(Layer.mergeAll(walAndBackup, shared, kubernetes)))
+  const metrics = Metrics.Default.pipe(Layer.provide(status))
+  return Layer.mergeAll(walAndBackup, status, metrics, StanzaStatus.Periodic.pipe(Layer.provide(status)))
+}
 
-/** The sidecar of every PostgreSQL pod: WAL archiving and backups. Metrics join as they are built. */
+/** The sidecar of every PostgreSQL pod: WAL archiving and restore, backups, metrics. */
 export const InstanceLive = (
   settings: SocketRoleSettings,
 ): Layer.Layer<never, ServeError | Unavailable | InvalidRequest | ConfigError> =>
   SocketServerLive(
     settings,
-    [PluginCapability_Service_Type.TYPE_WAL_SERVICE, PluginCapability_Service_Type.TYPE_BACKUP_SERVICE],
+    [
+      PluginCapability_Service_Type.TYPE_WAL_SERVICE,
+      PluginCapability_Service_Type.TYPE_BACKUP_SERVICE,
+      PluginCapability_Service_Type.TYPE_METRICS,
+    ],
     Effect.gen(function* () {
       const runtime = yield* Effect.runtime<never>()
       const wal = yield* Wal
       const backup = yield* Backup
+      const status = yield* StanzaStatus
+      const metrics = yield* Metrics
       return [
         implement(WALDefinition, wal.handlers, runtime),
-        implement(BackupDefinition, backup.handlers, runtime),
+        implement(BackupDefinition, status.afterBackup(backup.handlers), runtime),
+        implement(MetricsDefinition, metrics, runtime),
       ]
     }),
   ).pipe(

@@ -1,5 +1,3 @@
-import * as path from "node:path"
-import { FileSystem } from "@effect/platform"
 import { Clock, Duration, Effect, Option, Ref, Schema } from "effect"
 import { decodeBackupDefinition } from "../domain/backup.js"
 import { decodeBackupParameters } from "../domain/backupParameters.js"
@@ -17,6 +15,7 @@ import { repositories } from "../domain/stanza.js"
 import { BackupCapability_RPC_Type, type BackupDefinition } from "../generated/backup.js"
 import type { EffectHandlers } from "../layers/grpc.js"
 import { InstanceSettings } from "../layers/settings.js"
+import { standbyCheck } from "./instanceRole.js"
 import { PgBackRest } from "./PgBackRest.js"
 import { type ResolvedStanza, StanzaResolver } from "./StanzaResolver.js"
 import { StanzaState } from "./StanzaState.js"
@@ -43,7 +42,7 @@ export class Backup extends Effect.Service<Backup>()("cnpg-pgbackrest/Backup", {
     const resolver = yield* StanzaResolver
     const pgbackrest = yield* PgBackRest
     const state = yield* StanzaState
-    const fs = yield* FileSystem.FileSystem
+    const isStandby = yield* standbyCheck
     const running = yield* Ref.make<ReadonlySet<string>>(new Set())
     const lastSucceeded = yield* Ref.make<BackupOutcome | undefined>(undefined)
     const lastFailed = yield* Ref.make<BackupOutcome | undefined>(undefined)
@@ -69,8 +68,7 @@ export class Backup extends Effect.Service<Backup>()("cnpg-pgbackrest/Backup", {
     // CloudNativePG's default backup target is prefer-standby. Backing up from a standby needs the
     // primary's connection details, which this sidecar does not have: say so at once and clearly,
     // instead of pgBackRest's bare "unable to find primary cluster" (exit 56).
-    const refuseStandby = fs.exists(path.join(settings.pgData, "standby.signal")).pipe(
-      Effect.orElseSucceed(() => false),
+    const refuseStandby = isStandby.pipe(
       Effect.filterOrFail(
         (standby) => !standby,
         () =>

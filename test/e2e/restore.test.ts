@@ -36,6 +36,18 @@ layer(NodeContext.layer)("restore through the plugin (real PostgreSQL, pgBackRes
         }),
       )
       assert.match(result.backupId, /^\d{8}-\d{6}F$/)
+      // The sidecar refreshes the Stanza status after the backup (local mode writes it next to the manifests).
+      const statusFile = `${dirs.manifestsDir}/.status/default/stanzas/stanza-sample.json`
+      const status = yield* eventually(
+        "the Stanza status to show the backup",
+        Effect.sync(() => (fs.existsSync(statusFile) ? fs.readFileSync(statusFile, "utf8") : "")),
+        (text) => text.includes(result.backupId),
+        30_000,
+      )
+      const written = JSON.parse(status)
+      assert.strictEqual(written.recoveryWindow.lastBackup.label, result.backupId)
+      assert.strictEqual(written.backups.full, 1)
+      assert.strictEqual(written.lastSuccessfulBackup.label, result.backupId)
       yield* pg.psql("INSERT INTO t SELECT g, 'after backup' FROM generate_series(1001, 1500) g")
       yield* archivedThrough(pg, yield* pg.switchWal())
 
