@@ -26,11 +26,13 @@ export const makeRunner =
       program.pipe(
         Effect.tapErrorCause((cause) =>
           Cause.isInterruptedOnly(cause)
-            ? Effect.logInfo("call cancelled")
+            ? Effect.void
             : Cause.isFailure(cause)
               ? Effect.logWarning("call failed", Cause.squash(cause))
               : Effect.logError("call crashed", cause),
         ),
+        // A cancelled call interrupts the fiber from outside, which tapErrorCause never sees.
+        Effect.onInterrupt(() => Effect.logInfo("call cancelled")),
         Effect.annotateLogs({ rpc }),
         Effect.withSpan(rpc),
       ),
