@@ -18,6 +18,8 @@ export interface InstanceSettingsShape {
   readonly spoolPath: string
   /** Scratch space (locks, CA bundles written from Secrets): lost on restart, and that is fine. */
   readonly runDir: string
+  /** Where CloudNativePG mounts the WAL volume of a Cluster with `walStorage` (pg_wal lives below it). */
+  readonly walVolume: string
 }
 
 /** Which socket role this process plays: the pod's sidecar, or the full-recovery Job's. */
@@ -57,6 +59,10 @@ const settingsConfig = Effect.gen(function* () {
     spoolPath: yield* Config.string("CNPG_PGBACKREST_SPOOL_PATH").pipe(
       Config.withDefault(path.join(stateDir, "spool")),
       Config.withDescription("pgBackRest spool path for async archiving (must be persistent)"),
+    ),
+    walVolume: yield* Config.string("CNPG_PGBACKREST_WAL_VOLUME").pipe(
+      Config.withDefault("/var/lib/postgresql/wal"),
+      Config.withDescription("mount point of the WAL volume when the Cluster has walStorage"),
     ),
     runDir: yield* Config.string("CNPG_PGBACKREST_RUN_DIR").pipe(
       Config.withDefault("/controller/tmp/pgbackrest-plugin"),

@@ -1,3 +1,4 @@
+import * as path from "node:path"
 import { FileSystem } from "@effect/platform"
 import { Duration, Effect, Schema } from "effect"
 import { decodeClusterDefinition, recoveryStanzaRef } from "../domain/cluster.js"
@@ -36,6 +37,36 @@ export class RestoreJob extends Effect.Service<RestoreJob>()("cnpg-pgbackrest/Re
       }
     })
 
+    // A Cluster with walStorage keeps pg_wal on its own volume, PGDATA/pg_wal being a symlink to it.
+    // pgBackRest restores pg_wal as the backup had it (a directory, when the source had no walStorage):
+    // move it to the WAL volume (a copy: another filesystem) and link it back.
+    const moveWalToVolume = Effect.gen(function* () {
+      const inData = path.join(settings.pgData, "pg_wal")
+      const onVolume = path.join(settings.walVolume, "pg_wal")
+      const isLink = yield* fs.readLink(inData).pipe(
+        Effect.as(true),
+        Effect.orElseSucceed(() => false),
+      )
+      if (isLink) {
+        return
+      }
+      const existing = yield* fs.readDirectory(onVolume).pipe(Effect.orElseSucceed(() => []))
+      if (existing.length > 0) {
+        return yield* new FailedPrecondition({
+          reason: `${onVolume} is not empty; refusing to mix WAL into it`,
+        })
+      }
+      yield* fs.makeDirectory(onVolume, { recursive: true })
+      yield* fs.copy(inData, onVolume)
+      yield* fs.remove(inData, { recursive: true })
+      yield* fs.symlink(onVolume, inData)
+      yield* Effect.logInfo("pg_wal moved to the WAL volume").pipe(Effect.annotateLogs({ walDir: onVolume }))
+    }).pipe(
+      Effect.catchTag("SystemError", "BadArgument", (error) =>
+        Effect.fail(new Unavailable({ what: "WAL volume", reason: error.message })),
+      ),
+    )
+
     const handlers: EffectHandlers<typeof RestoreJobHooksDefinition> = {
       getCapabilities: () =>
         Effect.succeed({ capabilities: [{ kind: RestoreJobHooksCapability_Kind.KIND_RESTORE }] }),
@@ -65,6 +96,9 @@ export class RestoreJob extends Effect.Service<RestoreJob>()("cnpg-pgbackrest/Re
           args: [`--set=${chosen.label}`, `--repo=${repository}`, "--type=none"],
           timeout: RESTORE_TIMEOUT,
         })
+        if (cluster.spec.walStorage !== undefined) {
+          yield* moveWalToVolume
+        }
         yield* Effect.logInfo("restore completed").pipe(Effect.annotateLogs({ stanza, backup: chosen.label }))
         return { restoreConfig: restoreConfig(), envs: [] }
       }),

@@ -102,6 +102,7 @@ const Settings = Layer.scoped(
     stateFile: path.join(dir, "state", "stanzas.json"),
     spoolPath: path.join(dir, "spool"),
     runDir: path.join(dir, "run"),
+    walVolume: path.join(dir, "wal"),
   })),
 )
 

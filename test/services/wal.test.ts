@@ -126,6 +126,7 @@ const settingsIn = (dir: string): InstanceSettingsShape => ({
   stateFile: path.join(dir, "state", "stanzas.json"),
   spoolPath: path.join(dir, "spool"),
   runDir: path.join(dir, "run"),
+  walVolume: path.join(dir, "wal"),
 })
 
 const walLayer = (settings: InstanceSettingsShape, script: Script) => {
