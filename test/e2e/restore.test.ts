@@ -4,6 +4,7 @@ import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { createClient } from "nice-grpc"
 import { BackupDefinition } from "../../src/generated/backup.js"
+import { MetricsDefinition } from "../../src/generated/metrics.js"
 import { backupResource, socketChannel } from "../../src/services/pluginClient.js"
 import { restoreJob } from "../../src/services/restoreClient.js"
 import { rigError } from "../rig/exec.js"
@@ -48,6 +49,21 @@ layer(NodeContext.layer)("restore through the plugin (real PostgreSQL, pgBackRes
       assert.strictEqual(written.recoveryWindow.lastBackup.label, result.backupId)
       assert.strictEqual(written.backups.full, 1)
       assert.strictEqual(written.lastSuccessfulBackup.label, result.backupId)
+      // And the metrics the operator scrapes through the sidecar say the same.
+      const metrics = createClient(MetricsDefinition, yield* socketChannel(sidecar.socket))
+      const { metrics: values } = yield* Effect.promise(() =>
+        metrics.collect({ clusterDefinition: Buffer.from(JSON.stringify(source)) }),
+      )
+      const value = (name: string, ...labels: ReadonlyArray<string>) =>
+        values.find(
+          (metric) =>
+            metric.fqName === `pgbackrest_dalibo_com_${name}` &&
+            labels.every((label, i) => metric.variableLabels[i] === label),
+        )?.value
+      assert.strictEqual(value("backups", "1", "full"), 1)
+      assert.strictEqual(value("last_available_backup_timestamp"), result.stoppedAt)
+      assert.strictEqual(value("first_recoverability_point"), result.stoppedAt)
+      assert.strictEqual(value("archive_failures_total"), 0)
       yield* pg.psql("INSERT INTO t SELECT g, 'after backup' FROM generate_series(1001, 1500) g")
       yield* archivedThrough(pg, yield* pg.switchWal())
 
