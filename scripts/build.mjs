@@ -6,7 +6,12 @@ import { build } from "esbuild"
 
 // `node scripts/build.mjs main` builds only the program (what the container image ships); without
 // arguments, also the local run and the benchmark.
-const all = { main: "src/main.ts", "local-run": "scripts/local-run.ts", bench: "bench/archive.ts" }
+const all = {
+  main: "src/main.ts",
+  "local-run": "scripts/local-run.ts",
+  bench: "bench/archive.ts",
+  "bench-backup": "bench/backup.ts",
+}
 const wanted = process.argv.slice(2)
 const entryPoints = Object.fromEntries(
   Object.entries(all).filter(([name]) => wanted.length === 0 || wanted.includes(name)),

@@ -1,0 +1,161 @@
+// Part of `npm run bench`: a full backup of a pgbench scale-10 database through the plugin (Backup.Backup
+// over the sidecar's socket, as the instance manager sends it) against bare `pgbackrest backup` to the
+// same repository, and the restore of each through the plugin (RestoreJobHooks) against bare
+// `pgbackrest restore`. Merges its figures into bench/report.json.
+import { spawn } from "node:child_process"
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Effect } from "effect"
+import { createClient } from "nice-grpc"
+import { BackupDefinition } from "../src/generated/backup.js"
+import { backupResource, socketChannel } from "../src/services/pluginClient.js"
+import { restoreJob } from "../src/services/restoreClient.js"
+import { makeDir, makeTempDir, postgresAccount, rigError } from "../test/rig/exec.js"
+import { makePgBackRestEnv, PostgresCluster, S3Endpoint } from "../test/rig/index.js"
+import { PROJECT_ROOT } from "../test/rig/paths.js"
+import { preparePlugin, restoreSidecarFor, sidecarFor } from "../test/rig/plugin.js"
+
+const SCALE = Number(process.env.BENCH_PGBENCH_SCALE ?? "10")
+const say = (line: string) => Effect.sync(() => process.stdout.write(`${line}\n`))
+
+const pgbackrest = (args: ReadonlyArray<string>, env: Record<string, string>, uid: number, gid: number) =>
+  Effect.async<void, Error>((resume) => {
+    const child = spawn("/usr/bin/pgbackrest", [...args], {
+      env: { PATH: "/usr/bin:/bin", HOME: "/tmp", ...env },
+      uid,
+      gid,
+      stdio: ["ignore", "ignore", "pipe"],
+    })
+    let stderr = ""
+    child.stderr.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    child.once("exit", (code) =>
+      resume(
+        code === 0
+          ? Effect.void
+          : Effect.fail(new Error(`pgbackrest ${args.join(" ")} exited ${code}: ${stderr}`)),
+      ),
+    )
+  })
+
+const seconds = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  Effect.gen(function* () {
+    const started = performance.now()
+    const value = yield* effect
+    return { value, seconds: (performance.now() - started) / 1000 }
+  })
+
+const program = Effect.gen(function* () {
+  const account = yield* postgresAccount
+  const s3 = yield* S3Endpoint.make({ bucket: "bench-backup" })
+  const dirs = yield* preparePlugin({ s3, posix: false })
+  const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
+  const sidecar = yield* sidecarFor(dirs, pg)
+  yield* sidecar.start()
+  yield* say(`pgbench -i -s ${SCALE} ...`)
+  yield* pg.runAsPostgres(`${pg.binDir}/pgbench`, [
+    "-i",
+    "-q",
+    "-s",
+    String(SCALE),
+    "-h",
+    pg.socketDir,
+    "-p",
+    String(pg.port),
+    "postgres",
+  ])
+  const size = yield* pg.psql("SELECT pg_size_pretty(pg_database_size('postgres'))")
+
+  const cluster = JSON.parse(fs.readFileSync(dirs.clusterFile, "utf8"))
+  const client = createClient(BackupDefinition, yield* socketChannel(sidecar.socket))
+  // Bare pgBackRest: the same options as the plugin's, to the same repository.
+  const env = {
+    ...(yield* makePgBackRestEnv(pg)),
+    ...S3Endpoint.pgbackrestRepoEnv(s3, 1, dirs.s3RepoPath),
+    PGBACKREST_STANZA: "main",
+    PGBACKREST_START_FAST: "y",
+    PGBACKREST_DELTA: "y",
+    PGBACKREST_LOG_LEVEL_FILE: "off",
+  }
+  const pluginBackup = (name: string) =>
+    Effect.promise(() =>
+      client.backup({
+        clusterDefinition: Buffer.from(JSON.stringify(cluster)),
+        backupDefinition: Buffer.from(JSON.stringify(backupResource(cluster, { name, parameters: {} }))),
+        parameters: {},
+      }),
+    )
+  const bareBackup = pgbackrest(["backup", "--repo=1", "--type=full"], env, account.uid, account.gid)
+  // Alternate the two (bare, plugin, plugin, bare) after a checkpoint each, so that neither pays alone
+  // for flushing pgbench's freshly written pages or profits from a warm cache.
+  yield* pg.psql("CHECKPOINT")
+  const plugin: Array<number> = []
+  const bareTimes: Array<number> = []
+  let label = ""
+  for (const order of [
+    ["bare", "plugin"],
+    ["plugin", "bare"],
+  ] as const) {
+    for (const which of order) {
+      yield* pg.psql("CHECKPOINT")
+      if (which === "plugin") {
+        const run = yield* seconds(pluginBackup(`bench-${plugin.length}`))
+        plugin.push(run.seconds)
+        label = run.value.backupId
+      } else {
+        bareTimes.push((yield* seconds(bareBackup)).seconds)
+      }
+    }
+  }
+  const mean = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0) / values.length
+  const viaPlugin = { seconds: mean(plugin), value: { backupId: label } }
+  const bare = { seconds: mean(bareTimes) }
+
+  // Restore of the plugin's backup: through the restore sidecar, then bare into another directory.
+  const restoreDir = yield* makeTempDir("bench-restore-", { owner: account, mode: 0o755 })
+  const viaPluginData = yield* makeDir(path.join(restoreDir, "plugin"), { owner: account, mode: 0o700 })
+  const bareData = yield* makeDir(path.join(restoreDir, "bare"), { owner: account, mode: 0o700 })
+  const { sidecar: restoreSidecar } = yield* restoreSidecarFor(dirs, viaPluginData)
+  yield* restoreSidecar.start()
+  const restoredViaPlugin = yield* seconds(
+    restoreJob(restoreSidecar.socket, dirs.restoredClusterFile).pipe(
+      Effect.mapError((e) => rigError("restore", e.message)),
+    ),
+  )
+  const restoredBare = yield* seconds(
+    pgbackrest(
+      ["restore", `--set=${viaPlugin.value.backupId}`, "--repo=1", "--type=none", `--pg1-path=${bareData}`],
+      { ...env, PGBACKREST_DELTA: "n" },
+      account.uid,
+      account.gid,
+    ),
+  )
+
+  const report = {
+    database: `pgbench scale ${SCALE} (${size})`,
+    backup: {
+      pluginSeconds: viaPlugin.seconds,
+      bareSeconds: bare.seconds,
+      ratio: viaPlugin.seconds / bare.seconds,
+    },
+    restore: {
+      pluginSeconds: restoredViaPlugin.seconds,
+      bareSeconds: restoredBare.seconds,
+      ratio: restoredViaPlugin.seconds / restoredBare.seconds,
+    },
+  }
+  yield* say(
+    `backup  plugin ${report.backup.pluginSeconds.toFixed(2)} s | bare ${report.backup.bareSeconds.toFixed(2)} s | ratio ${report.backup.ratio.toFixed(3)}`,
+  )
+  yield* say(
+    `restore plugin ${report.restore.pluginSeconds.toFixed(2)} s | bare ${report.restore.bareSeconds.toFixed(2)} s | ratio ${report.restore.ratio.toFixed(3)}`,
+  )
+  const file = path.join(PROJECT_ROOT, "bench", "report.json")
+  const previous = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {}
+  fs.writeFileSync(file, `${JSON.stringify({ ...previous, backupRestore: report }, null, 2)}\n`)
+  yield* say("merged into bench/report.json")
+})
+
+NodeRuntime.runMain(program.pipe(Effect.scoped, Effect.provide(NodeContext.layer)))
