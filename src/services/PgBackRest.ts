@@ -1,7 +1,7 @@
 import { Command, CommandExecutor, type Error as PlatformError } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { Config, Context, Data, Duration, Effect, Exit, Layer, Option, Schema, Stream } from "effect"
-import { PgBackRestFailed, PgBackRestTimeout } from "../domain/errors.js"
+import { PgBackRestFailed, PgBackRestTimeout, Unavailable } from "../domain/errors.js"
 import { childEnvironment, type PgBackRestEnv, secretValues } from "../domain/pgbackrestEnv.js"
 import {
   ByteCollector,
@@ -89,6 +89,11 @@ export type ArchiveGetResult = { readonly found: true } | { readonly found: fals
 // archive-get exits 1, printing nothing at the default log levels, when no repository holds the file
 // (checked on pgBackRest 2.45; pgBackRest's own error codes start at 25).
 const ARCHIVE_GET_MISSING = 1
+
+// archive-get also exits 1 when a repository could not be read (a stopped S3 endpoint): pgBackRest
+// 2.45 warns `WARN: repo1: [HostConnectError] ...` and reports the file missing if no other repository
+// has it. The file may be in the unreadable repository, so that is not an answer of "absent".
+const UNREADABLE_REPOSITORY = /^WARN: repo\d+: /m
 
 class OutputTooLarge extends Data.TaggedError("OutputTooLarge")<{ readonly limit: number }> {}
 
@@ -229,7 +234,15 @@ export class PgBackRest extends Effect.Service<PgBackRest>()("cnpg-pgbackrest/Pg
         Effect.as<ArchiveGetResult>({ found: true }),
         Effect.catchIf(
           (error) => error._tag === "PgBackRestFailed" && error.exitCode === ARCHIVE_GET_MISSING,
-          () => Effect.succeed<ArchiveGetResult>({ found: false }),
+          (error) =>
+            error._tag === "PgBackRestFailed" && UNREADABLE_REPOSITORY.test(error.stderrTail)
+              ? Effect.fail(
+                  new Unavailable({
+                    what: `WAL file ${walName}`,
+                    reason: `no readable repository holds it, but a repository could not be read: ${error.stderrTail.trim()}`,
+                  }),
+                )
+              : Effect.succeed<ArchiveGetResult>({ found: false }),
         ),
       )
     })

@@ -348,6 +348,21 @@ layer(serviceWith(FAKE), { excludeTestServices: true })("PgBackRest with a fake 
         pgbackrest.archiveGet({ FAKE_MODE: "fail", FAKE_EXIT: "103" }, "000000010000000000000009", "/tmp/x"),
       )
       assert.deepInclude(error, { _tag: "PgBackRestFailed", command: "archive-get", exitCode: 103 })
+      // Exit 1 while a repository could not be read is no answer: the file may be in that repository.
+      const unreadable = yield* Effect.flip(
+        pgbackrest.archiveGet(
+          {
+            FAKE_MODE: "fail",
+            FAKE_EXIT: "1",
+            FAKE_STDERR:
+              "WARN: repo1: [HostConnectError] unable to connect to 'localhost:9000': [111] Connection refused",
+          },
+          "000000010000000000000009",
+          "/tmp/x",
+        ),
+      )
+      assert.strictEqual(unreadable._tag, "Unavailable")
+      assert.include(unreadable.message, "HostConnectError")
     }),
   )
 
