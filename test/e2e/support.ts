@@ -2,14 +2,18 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
-import { Effect, type Scope } from "effect"
+import { Effect, Schema, type Scope } from "effect"
 import { createClient, Status } from "nice-grpc"
-import { type WALArchiveRequest, WALDefinition } from "../../src/generated/wal.js"
+import { type WALArchiveRequest, WALDefinition, WALRestoreRequest_Mode } from "../../src/generated/wal.js"
 import { call, socketChannel } from "../../src/services/pluginClient.js"
+import { restoreJob } from "../../src/services/restoreClient.js"
 import { type RigError, rigError, withLiveClock } from "../rig/exec.js"
 import { makeLocalEnv as makePgBackRestEnv, runPgBackRest } from "../rig/pgbackrest.js"
+import { type PluginDirs, restoreSidecarFor } from "../rig/plugin.js"
 import type { Postgres } from "../rig/postgres.js"
+import * as PostgresCluster from "../rig/postgres.js"
 import * as S3Endpoint from "../rig/s3.js"
+import type { Sidecar } from "../rig/sidecar.js"
 
 export interface ArchiverStats {
   readonly archived: number
@@ -305,3 +309,187 @@ export const watchPgBackRest = (
     ({ seen }) =>
       () => [...seen],
   )
+
+const ManifestObject = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+const asObject = (value: unknown): Record<string, unknown> =>
+  Schema.is(ManifestObject)(value) ? { ...value } : {}
+
+/**
+ * Writes `<name>.yaml` into the manifests directory: examples/cluster-restored.yaml (the recovery source
+ * is the documented Stanza) named `name`, with `bootstrap.recovery.recoveryTarget` when given. Returns
+ * its path, for the restore client and the restore_command.
+ */
+export const writeRestoredCluster = (
+  dirs: PluginDirs,
+  name: string,
+  recoveryTarget?: Readonly<Record<string, string | boolean>>,
+): Effect.Effect<string, RigError> =>
+  Effect.try({
+    try: () => {
+      const manifest = asObject(JSON.parse(fs.readFileSync(dirs.restoredClusterFile, "utf8")))
+      const spec = asObject(manifest.spec)
+      const bootstrap = asObject(spec.bootstrap)
+      const recovery = asObject(bootstrap.recovery)
+      const cluster = {
+        ...manifest,
+        metadata: { ...asObject(manifest.metadata), name },
+        spec: {
+          ...spec,
+          bootstrap: {
+            ...bootstrap,
+            recovery: { ...recovery, ...(recoveryTarget === undefined ? {} : { recoveryTarget }) },
+          },
+        },
+      }
+      const file = path.join(dirs.manifestsDir, `${name}.yaml`)
+      fs.writeFileSync(file, JSON.stringify(cluster, null, 2), { mode: 0o644 })
+      return file
+    },
+    catch: (error) => rigError("restored cluster manifest", String(error)),
+  })
+
+/**
+ * A WAL.Restore client on a plugin socket, as the instance manager's restore_command calls it, for the
+ * Cluster of `clusterFile`: the gRPC refusal is a value (its code and details).
+ */
+export const walRestoreClient = (socket: string, clusterFile: string) =>
+  Effect.map(socketChannel(socket), (channel) => {
+    const client = createClient(WALDefinition, channel)
+    const clusterDefinition = fs.readFileSync(clusterFile)
+    return (walName: string, destination: string): Effect.Effect<CallOutcome, RigError> =>
+      call(`unix:${socket}`, "cnpgi.wal.v1.WAL/Restore", (signal) =>
+        client.restore(
+          {
+            clusterDefinition,
+            sourceWalName: walName,
+            destinationFileName: destination,
+            parameters: {},
+            mode: WALRestoreRequest_Mode.MODE_RECOVERY,
+          },
+          { signal },
+        ),
+      ).pipe(
+        Effect.timeoutFail({
+          duration: "60 seconds",
+          onTimeout: () => rigError("WAL.Restore", "no answer within 60 s"),
+        }),
+        Effect.map((): CallOutcome => ({ code: Status.OK, details: "" })),
+        Effect.catchTag("CallFailed", (error) =>
+          Effect.succeed<CallOutcome>({ code: error.code, details: error.reason }),
+        ),
+        withLiveClock,
+      )
+  })
+
+/** The sidecar's JSON log lines as objects (lines that are not JSON are skipped). */
+export const logRecords = (log: string): ReadonlyArray<Record<string, unknown>> =>
+  log.split("\n").flatMap((line) => {
+    try {
+      const value: unknown = JSON.parse(line)
+      return Schema.is(ManifestObject)(value) ? [{ ...value }] : []
+    } catch {
+      return []
+    }
+  })
+
+/** A cluster restored through the plugin's restore sidecar and promoted, with what the restore took. */
+export interface RestoredCluster {
+  readonly pg: Postgres
+  readonly sidecar: Sidecar
+  /** RestoreJobHooks.Restore's answer. */
+  readonly restoreConfig: string
+  /** postgresql.auto.conf as pgBackRest left it, before the "operator" wrote anything. */
+  readonly autoConf: string
+  /** The duration of the RestoreJobHooks.Restore call. */
+  readonly restoreMs: number
+  /** From `pg_ctl start` (recovery begins) until the server was seen promoted. */
+  readonly recoveryMs: number
+}
+
+/**
+ * Restores a new cluster through a restore sidecar of its own (`name`) from the Cluster manifest
+ * `clusterFile`, then configures recovery as the operator would: our client as restore_command and
+ * `recovery` (e.g. `recovery_target_time = '...'`) in postgresql.conf; waits for the promotion.
+ */
+export const restoreCluster = (
+  dirs: PluginDirs,
+  options: {
+    readonly name: string
+    readonly clusterFile: string
+    readonly recovery: ReadonlyArray<string>
+    readonly promoteTimeoutMs?: number
+  },
+): Effect.Effect<RestoredCluster, RigError, Scope.Scope | FileSystem.FileSystem | CommandExecutor> =>
+  Effect.gen(function* () {
+    const restored: {
+      sidecar?: Sidecar
+      restoreConfig?: string
+      autoConf?: string
+      restoreMs?: number
+      startedAt?: number
+    } = {}
+    const pg = yield* PostgresCluster.make({
+      restoreInto: (pgdata) =>
+        Effect.gen(function* () {
+          const { sidecar, restoreCommand } = yield* restoreSidecarFor(dirs, pgdata, {
+            name: options.name,
+            clusterFile: options.clusterFile,
+          })
+          yield* sidecar.start()
+          restored.sidecar = sidecar
+          const started = Date.now()
+          const answer = yield* restoreJob(sidecar.socket, options.clusterFile).pipe(
+            Effect.mapError((error) => rigError(`restore ${options.name}`, error.message)),
+          )
+          restored.restoreMs = Date.now() - started
+          restored.restoreConfig = answer.restoreConfig
+          restored.autoConf = yield* Effect.try({
+            try: () => fs.readFileSync(path.join(pgdata, "postgresql.auto.conf"), "utf8"),
+            catch: (error) => rigError("postgresql.auto.conf", String(error)),
+          })
+          // In a pod, the operator writes restore_command (CloudNativePG's wal-restore) and the
+          // recovery_target_* settings of the Cluster; here, our client and the test's settings.
+          yield* Effect.try({
+            try: () =>
+              fs.appendFileSync(
+                path.join(pgdata, "postgresql.conf"),
+                ["", `restore_command = '${restoreCommand}'`, ...options.recovery, ""].join("\n"),
+              ),
+            catch: (error) => rigError("postgresql.conf", String(error)),
+          })
+          restored.startedAt = Date.now()
+        }),
+    })
+    yield* eventually(
+      `the restored server ${options.name} to promote`,
+      pg.psql("SELECT pg_is_in_recovery()"),
+      (value) => value === "f",
+      options.promoteTimeoutMs ?? 120_000,
+    )
+    const promotedAt = Date.now()
+    const { sidecar, restoreConfig, autoConf, restoreMs, startedAt } = restored
+    if (
+      sidecar === undefined ||
+      restoreConfig === undefined ||
+      autoConf === undefined ||
+      restoreMs === undefined ||
+      startedAt === undefined
+    ) {
+      return yield* Effect.fail(rigError(`restore ${options.name}`, "the restore did not run"))
+    }
+    return { pg, sidecar, restoreConfig, autoConf, restoreMs, recoveryMs: promotedAt - startedAt }
+  })
+
+/** The rows of table `t` per phase, `A:100 B:100`: what a restored cluster holds. */
+export const rowsByPhase = (pg: Postgres): Effect.Effect<string, RigError> =>
+  pg.psql(
+    "SELECT string_agg(phase || ':' || n, ' ' ORDER BY phase) FROM (SELECT phase, count(*) n FROM t GROUP BY phase) s",
+  )
+
+/** The WAL files PostgreSQL's server log says it restored from the archive (`restored log file "..." from archive`). */
+export const restoredFromArchive = (pg: Postgres): ReadonlyArray<string> =>
+  [
+    ...fs
+      .readFileSync(pg.logFile, "utf8")
+      .matchAll(/restored log file "([0-9A-F]{24}|[0-9A-F]{8}\.history)" from archive/g),
+  ].flatMap((match) => (match[1] === undefined ? [] : [match[1]]))

@@ -168,10 +168,22 @@ export const sidecarFor = (
     },
   })
 
+/** Options of {@link restoreSidecarFor}. */
+export interface RestoreSidecarOptions {
+  /** The Cluster manifest the restore_command sends (default `dirs.restoredClusterFile`). */
+  readonly clusterFile?: string
+  /**
+   * Prefix of the sidecar's directories and log under `dirs.baseDir` (default `restore`): give each restore
+   * sidecar of a test its own, or the second one finds the first one's socket in use.
+   */
+  readonly name?: string
+}
+
 /** The full-recovery Job's sidecar (`restore` role) for a new, empty data directory, and its restore_command. */
 export const restoreSidecarFor = (
   dirs: PluginDirs,
   pgdata: string,
+  options: RestoreSidecarOptions = {},
 ): Effect.Effect<
   { readonly sidecar: Sidecar; readonly restoreCommand: string },
   RigError,
@@ -179,29 +191,31 @@ export const restoreSidecarFor = (
 > =>
   Effect.gen(function* () {
     const owner = yield* postgresAccount
-    const dir = (name: string) => makeDir(path.join(dirs.baseDir, name), { owner, mode: 0o700 })
-    const pluginDir = yield* dir("restore-plugins")
-    const logFile = path.join(dirs.baseDir, "restore-sidecar.log")
+    const name = options.name ?? "restore"
+    const dir = (sub: string) => makeDir(path.join(dirs.baseDir, `${name}-${sub}`), { owner, mode: 0o700 })
+    const pluginDir = yield* dir("plugins")
+    const logFile = path.join(dirs.baseDir, `${name}-sidecar.log`)
     fs.writeFileSync(logFile, "")
     fs.chownSync(logFile, owner.uid, owner.gid)
+    const stateDir = yield* dir("state")
     const sidecar = yield* makeSidecar({
       role: "restore",
       pluginDir,
       manifestsDir: dirs.manifestsDir,
       logFile,
       env: {
-        HOME: yield* dir("restore-state"),
+        HOME: stateDir,
         PGDATA: pgdata,
         NAMESPACE: "default",
         CLUSTER_NAME: "cluster-restored",
         POD_NAME: "cluster-restored-1-full-recovery",
-        CNPG_PGBACKREST_STATE_DIR: yield* dir("restore-state/plugin"),
-        CNPG_PGBACKREST_RUN_DIR: yield* dir("restore-run"),
-        CNPG_PGBACKREST_SPOOL_PATH: yield* dir("restore-spool"),
+        CNPG_PGBACKREST_STATE_DIR: yield* makeDir(path.join(stateDir, "plugin"), { owner, mode: 0o700 }),
+        CNPG_PGBACKREST_RUN_DIR: yield* dir("run"),
+        CNPG_PGBACKREST_SPOOL_PATH: yield* dir("spool"),
       },
     })
     return {
       sidecar,
-      restoreCommand: `${NODE} ${MAIN_JS} client wal-restore --plugin-path ${pluginDir} --cluster ${dirs.restoredClusterFile} --log-level warning %f %p`,
+      restoreCommand: `${NODE} ${MAIN_JS} client wal-restore --plugin-path ${pluginDir} --cluster ${options.clusterFile ?? dirs.restoredClusterFile} --log-level warning %f %p`,
     }
   })
