@@ -1,7 +1,7 @@
 import * as net from "node:net"
 import * as path from "node:path"
 import { FileSystem } from "@effect/platform"
-import { Cause, Duration, Effect, Either, Exit, Runtime, type Scope } from "effect"
+import { Cause, Duration, Effect, Either, Exit, Option, Runtime, type Scope } from "effect"
 import {
   type CompatServiceDefinition,
   createServer,
@@ -28,9 +28,14 @@ export const makeRunner =
           Cause.isInterruptedOnly(cause)
             ? Effect.void
             : Cause.isFailure(cause)
-              ? Effect.logWarning("call failed", Cause.squash(cause))
+              ? // NOT_FOUND is an answer, not a fault: recovery asks for files that do not exist
+                // (the next timeline's history, the segment after the end of the archive).
+                Option.exists(Cause.failureOption(cause), (error) => error._tag === "NotFound")
+                ? Effect.logDebug("call answered NOT_FOUND", Cause.pretty(cause))
+                : Effect.logWarning("call failed", Cause.squash(cause))
               : Effect.logError("call crashed", cause),
         ),
+        Effect.tap(() => Effect.logDebug("call succeeded")),
         // A cancelled call interrupts the fiber from outside, which tapErrorCause never sees.
         Effect.onInterrupt(() => Effect.logInfo("call cancelled")),
         Effect.annotateLogs({ rpc }),
