@@ -2,7 +2,6 @@
 // segment over the unix socket, from a long-lived client) against bare `pgbackrest archive-push` of the
 // same segments to the same kind of repositories (HTTPS S3 + posix), in sync and async mode. Prints a
 // table and writes bench/report.json.
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -13,6 +12,7 @@ import { clusterDefinitionFromFile, socketChannel } from "../src/services/plugin
 import { makePgBackRestEnv, PostgresCluster, postgresAccount, S3Endpoint } from "../test/rig/index.js"
 import { PROJECT_ROOT } from "../test/rig/paths.js"
 import { preparePlugin, sidecarFor } from "../test/rig/plugin.js"
+import { barePgBackRest } from "./barePgBackRest.js"
 
 const SEGMENTS = Number(process.env.BENCH_SEGMENTS ?? "60")
 const COMPRESS = process.env.BENCH_COMPRESS ?? "lz4"
@@ -34,36 +34,6 @@ const summary = (timing: Timing) => {
     totalMs: timing.totalMs,
   }
 }
-
-/** Runs bare pgbackrest as postgres, directly (no runuser), the way the sidecar itself spawns it. */
-const bareArchivePush = (env: Record<string, string>, segment: string, uid: number, gid: number) =>
-  Effect.async<void, Error>((resume) => {
-    const child = spawn("/usr/bin/pgbackrest", ["archive-push", segment], {
-      env: { PATH: "/usr/bin:/bin", HOME: "/tmp", ...env },
-      uid,
-      gid,
-      stdio: ["ignore", "ignore", "pipe"],
-    })
-    let stderr = ""
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    child.once("exit", (code) =>
-      resume(code === 0 ? Effect.void : Effect.fail(new Error(`archive-push exited ${code}: ${stderr}`))),
-    )
-  })
-
-const timed = <E, R>(segments: ReadonlyArray<string>, one: (segment: string) => Effect.Effect<void, E, R>) =>
-  Effect.gen(function* () {
-    const perCall: Array<number> = []
-    const started = performance.now()
-    for (const segment of segments) {
-      const t = performance.now()
-      yield* one(segment)
-      perCall.push(performance.now() - t)
-    }
-    return { totalMs: performance.now() - started, perCall } satisfies Timing
-  })
 
 const rssMiB = (pid: number | undefined): number => {
   if (pid === undefined) return 0
@@ -108,18 +78,8 @@ const run = (mode: "sync" | "async") =>
     }
     fs.mkdirSync(`${dirs.posixRepo}/bare`, { recursive: true })
     fs.chownSync(`${dirs.posixRepo}/bare`, account.uid, account.gid)
-    yield* Effect.async<void, Error>((resume) => {
-      const child = spawn("/usr/bin/pgbackrest", ["stanza-create"], {
-        env: { PATH: "/usr/bin:/bin", HOME: "/tmp", ...base },
-        uid: account.uid,
-        gid: account.gid,
-        stdio: "inherit",
-      })
-      child.once("exit", (code) =>
-        resume(code === 0 ? Effect.void : Effect.fail(new Error(`stanza-create ${code}`))),
-      )
-    })
-    const bare = yield* timed(segments, (segment) => bareArchivePush(base, segment, account.uid, account.gid))
+    yield* barePgBackRest(["stanza-create"], base, account)
+    const barePush = (segment: string) => barePgBackRest(["archive-push", segment], base, account)
 
     // Through the plugin: a long-lived client, one WAL.Archive per segment, like the instance manager.
     const sidecar = yield* sidecarFor(dirs, pg)
@@ -128,14 +88,33 @@ const run = (mode: "sync" | "async") =>
     const readyMs = performance.now() - readyStart
     const client = createClient(WALDefinition, yield* socketChannel(sidecar.socket))
     const clusterDefinition = yield* clusterDefinitionFromFile(dirs.clusterFile)
-    const archive = (segment: string) =>
+    const pluginPush = (segment: string) =>
       Effect.tryPromise(() =>
         client.archive({ clusterDefinition, sourceFileName: segment, parameters: {} }),
       ).pipe(Effect.asVoid)
-    // The first call initialises the stanza (once per layout): keep it out of the steady-state numbers.
+    // The first segment warms both paths up (the plugin initialises its stanza there, once per layout);
+    // then each segment goes through both, in alternating order, so that neither profits from a cache
+    // the other warmed or pays for the machine's drift alone.
     const [first, ...rest] = segments
-    if (first !== undefined) yield* archive(first)
-    const plugin = yield* timed(rest, archive)
+    if (first !== undefined) {
+      yield* barePush(first)
+      yield* pluginPush(first)
+    }
+    const bareTimes: Array<number> = []
+    const pluginTimes: Array<number> = []
+    const time = (effect: Effect.Effect<void, unknown>, into: Array<number>) =>
+      Effect.gen(function* () {
+        const started = performance.now()
+        yield* effect
+        into.push(performance.now() - started)
+      })
+    for (const [index, segment] of rest.entries()) {
+      const pair = [time(barePush(segment), bareTimes), time(pluginPush(segment), pluginTimes)] as const
+      yield* index % 2 === 0 ? Effect.zipRight(pair[0], pair[1]) : Effect.zipRight(pair[1], pair[0])
+    }
+    const total = (values: ReadonlyArray<number>) => values.reduce((a, b) => a + b, 0)
+    const bare: Timing = { totalMs: total(bareTimes), perCall: bareTimes }
+    const plugin: Timing = { totalMs: total(pluginTimes), perCall: pluginTimes }
     const rss = rssMiB(sidecar.pid())
     return {
       mode,

@@ -2,7 +2,6 @@
 // over the sidecar's socket, as the instance manager sends it) against bare `pgbackrest backup` to the
 // same repository, and the restore of each through the plugin (RestoreJobHooks) against bare
 // `pgbackrest restore`. Merges its figures into bench/report.json.
-import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
@@ -15,30 +14,10 @@ import { makeDir, makeTempDir, postgresAccount, rigError } from "../test/rig/exe
 import { makePgBackRestEnv, PostgresCluster, S3Endpoint } from "../test/rig/index.js"
 import { PROJECT_ROOT } from "../test/rig/paths.js"
 import { preparePlugin, restoreSidecarFor, sidecarFor } from "../test/rig/plugin.js"
+import { barePgBackRest } from "./barePgBackRest.js"
 
 const SCALE = Number(process.env.BENCH_PGBENCH_SCALE ?? "10")
 const say = (line: string) => Effect.sync(() => process.stdout.write(`${line}\n`))
-
-const pgbackrest = (args: ReadonlyArray<string>, env: Record<string, string>, uid: number, gid: number) =>
-  Effect.async<void, Error>((resume) => {
-    const child = spawn("/usr/bin/pgbackrest", [...args], {
-      env: { PATH: "/usr/bin:/bin", HOME: "/tmp", ...env },
-      uid,
-      gid,
-      stdio: ["ignore", "ignore", "pipe"],
-    })
-    let stderr = ""
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    child.once("exit", (code) =>
-      resume(
-        code === 0
-          ? Effect.void
-          : Effect.fail(new Error(`pgbackrest ${args.join(" ")} exited ${code}: ${stderr}`)),
-      ),
-    )
-  })
 
 const seconds = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function* () {
@@ -87,7 +66,7 @@ const program = Effect.gen(function* () {
         parameters: {},
       }),
     )
-  const bareBackup = pgbackrest(["backup", "--repo=1", "--type=full"], env, account.uid, account.gid)
+  const bareBackup = barePgBackRest(["backup", "--repo=1", "--type=full"], env, account)
   // Alternate the two (bare, plugin, plugin, bare) after a checkpoint each, so that neither pays alone
   // for flushing pgbench's freshly written pages or profits from a warm cache.
   yield* pg.psql("CHECKPOINT")
@@ -125,11 +104,10 @@ const program = Effect.gen(function* () {
     ),
   )
   const restoredBare = yield* seconds(
-    pgbackrest(
+    barePgBackRest(
       ["restore", `--set=${viaPlugin.value.backupId}`, "--repo=1", "--type=none", `--pg1-path=${bareData}`],
       { ...env, PGBACKREST_DELTA: "n" },
-      account.uid,
-      account.gid,
+      account,
     ),
   )
 

@@ -4,15 +4,13 @@
 // repository), some writes and WAL switches, a full backup through the plugin, more writes, then a
 // new cluster restored through the plugin's `restore` sidecar that must hold every row.
 // Everything it starts is stopped and removed at the end, also on Ctrl-C.
-import * as fs from "node:fs"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect } from "effect"
 import { backupStatusOf, takeBackup } from "../src/services/pluginClient.js"
-import { restoreJob } from "../src/services/restoreClient.js"
-import { archivedThrough, archiverStats, eventually } from "../test/e2e/support.js"
+import { archivedThrough, archiverStats, restoreCluster } from "../test/e2e/support.js"
 import { rigError } from "../test/rig/exec.js"
 import { makePgBackRestEnv, PostgresCluster, runPgBackRest, S3Endpoint } from "../test/rig/index.js"
-import { preparePlugin, restoreSidecarFor, sidecarFor } from "../test/rig/plugin.js"
+import { preparePlugin, sidecarFor } from "../test/rig/plugin.js"
 
 const SEGMENTS = 10
 
@@ -100,36 +98,17 @@ const program = Effect.gen(function* () {
 
   const restored = yield* step(
     "restoring a new cluster (examples/cluster-restored.yaml) through the restore sidecar, replaying WAL",
-    Effect.gen(function* () {
-      const cluster = yield* PostgresCluster.make({
-        restoreInto: (pgdata) =>
-          Effect.gen(function* () {
-            const { sidecar: restoreSidecar, restoreCommand } = yield* restoreSidecarFor(dirs, pgdata)
-            yield* restoreSidecar.start()
-            const answer = yield* restoreJob(restoreSidecar.socket, dirs.restoredClusterFile).pipe(
-              Effect.mapError((error) => rigError("restore", error.message)),
-            )
-            yield* say(
-              `\n  RestoreJobHooks.Restore answered:\n${answer.restoreConfig.replace(/^/gm, "    ")}`,
-            )
-            // In a pod the operator writes this with CloudNativePG's own wal-restore; here, our client.
-            fs.appendFileSync(
-              `${pgdata}/postgresql.conf`,
-              `\nrestore_command = '${restoreCommand}'\nrecovery_target_action = 'promote'\n`,
-            )
-          }),
-      })
-      yield* eventually(
-        "the restored cluster to promote",
-        cluster.psql("SELECT pg_is_in_recovery()"),
-        (v) => v === "f",
-        180_000,
-      )
-      return cluster
+    restoreCluster(dirs, {
+      name: "restore",
+      clusterFile: dirs.restoredClusterFile,
+      recovery: ["recovery_target_action = 'promote'"],
+      promoteTimeoutMs: 180_000,
     }),
   )
-  const found = yield* restored.psql("SELECT count(*) FROM demo")
-  const after = yield* restored.psql("SELECT count(*) FROM demo WHERE payload = 'after the backup'")
+  yield* say(`  RestoreJobHooks.Restore answered:\n${restored.restoreConfig.replace(/^/gm, "    ")}`)
+  yield* say(`  restore ${restored.restoreMs} ms, WAL replay to promotion ${restored.recoveryMs} ms`)
+  const found = yield* restored.pg.psql("SELECT count(*) FROM demo")
+  const after = yield* restored.pg.psql("SELECT count(*) FROM demo WHERE payload = 'after the backup'")
   yield* say(
     `  rows in the source: ${expected}; in the restored cluster: ${found} (${after} written after the backup, replayed from WAL)`,
   )

@@ -6,11 +6,9 @@ import { createClient } from "nice-grpc"
 import { BackupDefinition } from "../../src/generated/backup.js"
 import { MetricsDefinition } from "../../src/generated/metrics.js"
 import { backupResource, socketChannel } from "../../src/services/pluginClient.js"
-import { restoreJob } from "../../src/services/restoreClient.js"
-import { rigError } from "../rig/exec.js"
 import { PostgresCluster, S3Endpoint } from "../rig/index.js"
-import { preparePlugin, restoreSidecarFor, sidecarFor } from "../rig/plugin.js"
-import { archivedThrough, eventually } from "./support.js"
+import { preparePlugin, sidecarFor } from "../rig/plugin.js"
+import { archivedThrough, eventually, restoreCluster } from "./support.js"
 
 const cluster = (file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(file, "utf8"))
 
@@ -67,32 +65,21 @@ layer(NodeContext.layer)("restore through the plugin (real PostgreSQL, pgBackRes
       yield* pg.psql("INSERT INTO t SELECT g, 'after backup' FROM generate_series(1001, 1500) g")
       yield* archivedThrough(pg, yield* pg.switchWal())
 
-      const restored = yield* PostgresCluster.make({
-        restoreInto: (pgdata) =>
-          Effect.gen(function* () {
-            const { sidecar: restoreSidecar, restoreCommand } = yield* restoreSidecarFor(dirs, pgdata)
-            yield* restoreSidecar.start()
-            const answer = yield* restoreJob(restoreSidecar.socket, dirs.restoredClusterFile).pipe(
-              Effect.mapError((error) => rigError("restore", error.message)),
-            )
-            assert.include(answer.restoreConfig, "recovery_target_action = promote")
-            assert.notInclude(answer.restoreConfig, "recovery_target_time")
-            assert.isTrue(fs.existsSync(`${pgdata}/PG_VERSION`), "pgbackrest restore filled PGDATA")
-            // In a pod, the operator writes restore_command (CloudNativePG's wal-restore); here, our client.
-            fs.appendFileSync(
-              `${pgdata}/postgresql.conf`,
-              `\nrestore_command = '${restoreCommand}'\nrecovery_target_action = 'promote'\n`,
-            )
-          }),
+      const restored = yield* restoreCluster(dirs, {
+        name: "restore",
+        clusterFile: dirs.restoredClusterFile,
+        recovery: ["recovery_target_action = 'promote'"],
       })
-      yield* eventually(
-        "the restored server to promote",
-        restored.psql("SELECT pg_is_in_recovery()"),
-        (value) => value === "f",
-        120_000,
+      assert.include(restored.restoreConfig, "recovery_target_action = promote")
+      assert.notInclude(restored.restoreConfig, "recovery_target_time")
+      assert.strictEqual(
+        yield* restored.pg.psql("SELECT count(*) FROM t WHERE phase = 'before backup'"),
+        "1000",
       )
-      assert.strictEqual(yield* restored.psql("SELECT count(*) FROM t WHERE phase = 'before backup'"), "1000")
-      assert.strictEqual(yield* restored.psql("SELECT count(*) FROM t WHERE phase = 'after backup'"), "500")
+      assert.strictEqual(
+        yield* restored.pg.psql("SELECT count(*) FROM t WHERE phase = 'after backup'"),
+        "500",
+      )
     }),
   )
 })
