@@ -130,7 +130,7 @@ layer(Layer.provideMerge(SourceLive, NodeContext.layer), { timeout: "150 seconds
           const walCalls = logRecords(yield* restored.sidecar.log()).filter(
             (record) => typeof record.rpc === "string" && record.rpc.includes("WAL/Restore"),
           )
-          // Found segments are not logged; the timeline history after promotion is not in the archive.
+          // The timeline history after promotion is not in the archive: NOT_FOUND, logged at debug.
           assert.isTrue(
             walCalls.some((record) => typeof record.msg === "string" && record.msg.includes("NotFound")),
             `the restore sidecar answered WAL.Restore NOT_FOUND: ${JSON.stringify(walCalls)}`,
