@@ -199,7 +199,7 @@ layer(RigLive, { timeout: "150 seconds" })(
     )
 
     it.effect(
-      "a full backup through the plugin takes about as long as bare pgbackrest on the same repository",
+      "a full backup through the plugin and one by bare pgbackrest land side by side in the same repository",
       () =>
         Effect.gen(function* () {
           const rig = yield* Rig
@@ -227,8 +227,7 @@ layer(RigLive, { timeout: "150 seconds" })(
             `full backup of ${yield* rig.pg.psql("SELECT pg_size_pretty(pg_database_size('postgres'))")} to S3: ` +
               `plugin ${viaPlugin.ms} ms, bare pgbackrest ${bareMs} ms`,
           )
-          // The plugin adds a gRPC call, `pgbackrest info` and `expire`: seconds, not a multiple.
-          assert.isBelow(viaPlugin.ms, bareMs * 2 + 10_000)
+          // Timings are reported, not asserted: `npm run bench` measures the ratio.
         }),
     )
   },
