@@ -18,6 +18,7 @@ import { Secrets } from "../../src/services/Secrets.js"
 import { StanzaResolver } from "../../src/services/StanzaResolver.js"
 import { StanzaState, StanzaStateSettings } from "../../src/services/StanzaState.js"
 import { Wal } from "../../src/services/wal.js"
+import { instanceSettingsIn } from "../fixtures/pgbackrest-info/fakes.js"
 import { tempDir } from "../support/tempDir.js"
 
 const SEGMENT = "000000010000000000000003"
@@ -116,18 +117,7 @@ const stanzaObject = {
   spec: { stanzaConfiguration: { name: "main", posixRepositories: [{ repoPath: "/mnt/repo" }] } },
 }
 
-const settingsIn = (dir: string): InstanceSettingsShape => ({
-  clusterName: Option.some("pg"),
-  namespace: "db",
-  podName: Option.some("pg-1"),
-  pgData: path.join(dir, "pgdata"),
-  pgHost: path.join(dir, "socket"),
-  pgPort: 5432,
-  stateFile: path.join(dir, "state", "stanzas.json"),
-  spoolPath: path.join(dir, "spool"),
-  runDir: path.join(dir, "run"),
-  walVolume: path.join(dir, "wal"),
-})
+const settingsIn = instanceSettingsIn
 
 const walLayer = (settings: InstanceSettingsShape, script: Script) => {
   const instance = Layer.succeed(InstanceSettings, settings)
