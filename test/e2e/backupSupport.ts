@@ -11,11 +11,11 @@ import { PLUGIN_NAME, PLUGIN_VERSION } from "../../src/domain/plugin.js"
 import { BackupDefinition, type BackupResult } from "../../src/generated/backup.js"
 import { backupResource, socketChannel } from "../../src/services/pluginClient.js"
 import { type RigError, rigError, withLiveClock } from "../rig/exec.js"
-import { PostgresCluster, runPgBackRest, S3Endpoint } from "../rig/index.js"
-import { type PluginDirs, preparePlugin, sidecarFor, updateStanza } from "../rig/plugin.js"
+import { runPgBackRest, type S3Endpoint } from "../rig/index.js"
+import type { PluginDirs } from "../rig/plugin.js"
 import type { Postgres } from "../rig/postgres.js"
 import type { Sidecar } from "../rig/sidecar.js"
-import { pgbackrestProcesses, verificationEnv } from "./support.js"
+import { pgbackrestProcesses, startArchivingCluster } from "./support.js"
 
 /** The POD_NAME `sidecarFor` gives the sidecar: what BackupResult.instanceId must say. */
 export const POD_NAME = "cluster-demo-1"
@@ -63,21 +63,10 @@ export const makeBackupRig = (
   } = {},
 ): Effect.Effect<BackupRig, RigError, Scope.Scope | FileSystem.FileSystem | CommandExecutor> =>
   Effect.gen(function* () {
-    const s3 = yield* S3Endpoint.make({ bucket: options.bucket ?? "backup" })
-    const dirs = yield* preparePlugin({ s3 })
-    const stanza = options.stanza
-    if (stanza !== undefined) {
-      // preparePlugin spreads its `stanza` option over the whole configuration, and the posix repository's
-      // path is only known once it returns: change the manifest now, before the sidecar first reads it.
-      yield* updateStanza(dirs, (config) => ({ ...config, ...stanza(dirs) }))
-    }
-    const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
-    const sidecar = yield* sidecarFor(dirs, pg)
-    yield* sidecar.start()
-    const env = yield* verificationEnv(pg, s3, [
-      { kind: "s3", path: dirs.s3RepoPath },
-      { kind: "posix", path: dirs.posixRepo },
-    ])
+    const { s3, dirs, pg, sidecar, env } = yield* startArchivingCluster({
+      bucket: options.bucket ?? "backup",
+      ...(options.stanza === undefined ? {} : { stanza: options.stanza }),
+    })
     const manifest = yield* Effect.try({
       try: () => Schema.decodeUnknownSync(Manifest)(JSON.parse(fs.readFileSync(dirs.clusterFile, "utf8"))),
       catch: (error) => rigError("cluster manifest", String(error)),

@@ -6,20 +6,14 @@ import { createClient } from "nice-grpc"
 import { BackupDefinition } from "../../src/generated/backup.js"
 import { MetricsDefinition } from "../../src/generated/metrics.js"
 import { backupResource, socketChannel } from "../../src/services/pluginClient.js"
-import { PostgresCluster, S3Endpoint } from "../rig/index.js"
-import { preparePlugin, sidecarFor } from "../rig/plugin.js"
-import { archivedThrough, eventually, restoreCluster } from "./support.js"
+import { archivedThrough, eventually, restoreCluster, startArchivingCluster } from "./support.js"
 
 const cluster = (file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(file, "utf8"))
 
 layer(NodeContext.layer)("restore through the plugin (real PostgreSQL, pgBackRest, HTTPS S3)", (it) => {
   it.scoped("a new cluster restored from the backup replays WAL archived after it: every row is there", () =>
     Effect.gen(function* () {
-      const s3 = yield* S3Endpoint.make({ bucket: "restore" })
-      const dirs = yield* preparePlugin({ s3 })
-      const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
-      const sidecar = yield* sidecarFor(dirs, pg)
-      yield* sidecar.start()
+      const { dirs, pg, sidecar } = yield* startArchivingCluster({ bucket: "restore" })
 
       yield* pg.psql("CREATE TABLE t (id int PRIMARY KEY, phase text)")
       yield* pg.psql("INSERT INTO t SELECT g, 'before backup' FROM generate_series(1, 1000) g")

@@ -7,8 +7,8 @@ import { Status } from "nice-grpc"
 import { takeBackup } from "../../src/services/pluginClient.js"
 import { restoreJob } from "../../src/services/restoreClient.js"
 import { makeTempDir, postgresAccount, rigError, withLiveClock } from "../rig/exec.js"
-import { PostgresCluster, runPgBackRest, S3Endpoint } from "../rig/index.js"
-import { type PluginDirs, preparePlugin, restoreSidecarFor, sidecarFor } from "../rig/plugin.js"
+import { runPgBackRest } from "../rig/index.js"
+import { type PluginDirs, restoreSidecarFor } from "../rig/plugin.js"
 import type { Postgres } from "../rig/postgres.js"
 import type { Sidecar } from "../rig/sidecar.js"
 import {
@@ -18,7 +18,7 @@ import {
   restoreCluster,
   restoredFromArchive,
   rowsByPhase,
-  verificationEnv,
+  startArchivingCluster,
   walRestoreClient,
   writeRestoredCluster,
 } from "./support.js"
@@ -50,15 +50,7 @@ const pause = Effect.sleep("1500 millis").pipe(withLiveClock)
 const SourceLive = Layer.scoped(
   Source,
   Effect.gen(function* () {
-    const s3 = yield* S3Endpoint.make({ bucket: "restore-pitr" })
-    const dirs = yield* preparePlugin({ s3 })
-    const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
-    const sidecar = yield* sidecarFor(dirs, pg)
-    yield* sidecar.start()
-    const env = yield* verificationEnv(pg, s3, [
-      { kind: "s3", path: dirs.s3RepoPath },
-      { kind: "posix", path: dirs.posixRepo },
-    ])
+    const { dirs, pg, sidecar, env } = yield* startArchivingCluster({ bucket: "restore-pitr" })
     const backup = (name: string) =>
       takeBackup(sidecar.socket, { clusterFile: dirs.clusterFile, backupName: name, parameters: {} }).pipe(
         Effect.map((result) => result.backupId),

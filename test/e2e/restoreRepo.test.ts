@@ -8,8 +8,8 @@ import { PgBackRestInfo } from "../../src/domain/pgbackrestInfo.js"
 import { InfoJson } from "../../src/domain/pgbackrestOutput.js"
 import { takeBackup } from "../../src/services/pluginClient.js"
 import { makeTempDir, postgresAccount, rigError } from "../rig/exec.js"
-import { PostgresCluster, runPgBackRest, S3Endpoint } from "../rig/index.js"
-import { preparePlugin, sidecarFor, updateStanza } from "../rig/plugin.js"
+import { runPgBackRest } from "../rig/index.js"
+import { updateStanza } from "../rig/plugin.js"
 import type { Postgres } from "../rig/postgres.js"
 import {
   archivedThrough,
@@ -18,7 +18,7 @@ import {
   restoreCluster,
   restoredFromArchive,
   rowsByPhase,
-  verificationEnv,
+  startArchivingCluster,
   walRestoreClient,
   writeRestoredCluster,
 } from "./support.js"
@@ -80,15 +80,7 @@ layer(NodeContext.layer)("restore from the posix repository (real PostgreSQL 15,
     "a backup in repository 2 only restores, with S3 up and with S3 down; WAL replays through the sidecar",
     () =>
       Effect.gen(function* () {
-        const s3 = yield* S3Endpoint.make({ bucket: "restore-repo" })
-        const dirs = yield* preparePlugin({ s3 })
-        const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
-        const sidecar = yield* sidecarFor(dirs, pg)
-        yield* sidecar.start()
-        const env = yield* verificationEnv(pg, s3, [
-          { kind: "s3", path: dirs.s3RepoPath },
-          { kind: "posix", path: dirs.posixRepo },
-        ])
+        const { s3, dirs, pg, sidecar, env } = yield* startArchivingCluster({ bucket: "restore-repo" })
 
         yield* pg.psql("CREATE TABLE t (id serial PRIMARY KEY, phase text NOT NULL, filler text)")
         yield* pg.psql(

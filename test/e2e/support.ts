@@ -9,7 +9,7 @@ import { call, socketChannel } from "../../src/services/pluginClient.js"
 import { restoreJob } from "../../src/services/restoreClient.js"
 import { type RigError, rigError, withLiveClock } from "../rig/exec.js"
 import { makeLocalEnv as makePgBackRestEnv, runPgBackRest } from "../rig/pgbackrest.js"
-import { type PluginDirs, restoreSidecarFor } from "../rig/plugin.js"
+import { type PluginDirs, preparePlugin, restoreSidecarFor, sidecarFor, updateStanza } from "../rig/plugin.js"
 import type { Postgres } from "../rig/postgres.js"
 import * as PostgresCluster from "../rig/postgres.js"
 import * as S3Endpoint from "../rig/s3.js"
@@ -493,3 +493,41 @@ export const restoredFromArchive = (pg: Postgres): ReadonlyArray<string> =>
       .readFileSync(pg.logFile, "utf8")
       .matchAll(/restored log file "([0-9A-F]{24}|[0-9A-F]{8}\.history)" from archive/g),
   ].flatMap((match) => (match[1] === undefined ? [] : [match[1]]))
+
+/** A running source cluster: its S3 endpoint, plugin directories, PostgreSQL, sidecar, and pgBackRest's own view. */
+export interface ArchivingCluster {
+  readonly s3: S3Endpoint.S3Endpoint
+  readonly dirs: PluginDirs
+  readonly pg: Postgres
+  readonly sidecar: Sidecar
+  /** pgBackRest options for checking the repositories directly (repo 1 on S3, repo 2 posix). */
+  readonly env: Readonly<Record<string, string>>
+}
+
+/**
+ * The setup most end-to-end tests start from: the HTTPS S3 endpoint, the documented manifests pointed
+ * at it plus a posix repository, a PostgreSQL whose archive_command goes through the started sidecar.
+ */
+export const startArchivingCluster = (options: {
+  readonly bucket: string
+  /** Merged into `stanzaConfiguration` once the directories exist (e.g. the posix repository's retention). */
+  readonly stanza?: (dirs: PluginDirs) => Readonly<Record<string, unknown>>
+}): Effect.Effect<ArchivingCluster, RigError, Scope.Scope | FileSystem.FileSystem | CommandExecutor> =>
+  Effect.gen(function* () {
+    const s3 = yield* S3Endpoint.make({ bucket: options.bucket })
+    const dirs = yield* preparePlugin({ s3 })
+    const stanza = options.stanza
+    if (stanza !== undefined) {
+      // preparePlugin spreads its `stanza` option over the whole configuration, and the posix repository's
+      // path is only known once it returns: change the manifest now, before the sidecar first reads it.
+      yield* updateStanza(dirs, (config) => ({ ...config, ...stanza(dirs) }))
+    }
+    const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
+    const sidecar = yield* sidecarFor(dirs, pg)
+    yield* sidecar.start()
+    const env = yield* verificationEnv(pg, s3, [
+      { kind: "s3", path: dirs.s3RepoPath },
+      { kind: "posix", path: dirs.posixRepo },
+    ])
+    return { s3, dirs, pg, sidecar, env }
+  })

@@ -3,9 +3,12 @@ import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { PostgresCluster, S3Endpoint } from "../rig/index.js"
-import { preparePlugin, sidecarFor } from "../rig/plugin.js"
-import { archivedThroughNudged, missingSegments, stanzaInitialisedCount, verificationEnv } from "./support.js"
+import {
+  archivedThroughNudged,
+  missingSegments,
+  stanzaInitialisedCount,
+  startArchivingCluster,
+} from "./support.js"
 
 layer(NodeContext.layer)(
   "a repository that loses its stanza (real PostgreSQL, pgBackRest, HTTPS S3)",
@@ -14,11 +17,7 @@ layer(NodeContext.layer)(
       "with two repositories, archiving re-initialises the wiped one and every segment reaches both",
       () =>
         Effect.gen(function* () {
-          const s3 = yield* S3Endpoint.make({ bucket: "lost-stanza" })
-          const dirs = yield* preparePlugin({ s3 })
-          const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
-          const sidecar = yield* sidecarFor(dirs, pg)
-          yield* sidecar.start()
+          const { dirs, pg, sidecar, env } = yield* startArchivingCluster({ bucket: "lost-stanza" })
           const first = yield* pg.switchWal()
           yield* archivedThroughNudged(pg, first)
 
@@ -29,10 +28,6 @@ layer(NodeContext.layer)(
           const second = yield* pg.switchWal()
           yield* archivedThroughNudged(pg, second)
 
-          const env = yield* verificationEnv(pg, s3, [
-            { kind: "s3", path: dirs.s3RepoPath },
-            { kind: "posix", path: dirs.posixRepo },
-          ])
           assert.deepStrictEqual(yield* missingSegments(env, 1, [first, second]), [])
           assert.deepStrictEqual(yield* missingSegments(env, 2, [second]), [])
           // Initialised at the first segment, then once more for the wiped repository.

@@ -5,21 +5,15 @@ import { assert, layer } from "@effect/vitest"
 import { loadYaml } from "@kubernetes/client-node"
 import { Effect } from "effect"
 import { Status } from "nice-grpc"
-import { PostgresCluster, S3Endpoint } from "../rig/index.js"
 import { PROJECT_ROOT } from "../rig/paths.js"
-import { preparePlugin, sidecarFor } from "../rig/plugin.js"
-import { archivedThrough, walRestoreClient } from "./support.js"
+import { archivedThrough, startArchivingCluster, walRestoreClient } from "./support.js"
 
 layer(NodeContext.layer)(
   "WAL restore for a replica cluster (real PostgreSQL, pgBackRest, HTTPS S3)",
   (it) => {
     it.scoped("an instance of a replica cluster reads WAL from its replica source's Stanza", () =>
       Effect.gen(function* () {
-        const s3 = yield* S3Endpoint.make({ bucket: "replica" })
-        const dirs = yield* preparePlugin({ s3 })
-        const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
-        const sidecar = yield* sidecarFor(dirs, pg)
-        yield* sidecar.start()
+        const { dirs, pg, sidecar } = yield* startArchivingCluster({ bucket: "replica" })
         const segment = yield* pg.switchWal()
         yield* archivedThrough(pg, segment)
 
