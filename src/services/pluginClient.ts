@@ -70,48 +70,7 @@ export const checkHealth = (socketPath: string, timeoutMs: number): Effect.Effec
     }),
   )
 
-/** Reads a Cluster manifest (YAML or JSON) and returns it as the JSON bytes the operator would send. */
-export const clusterDefinitionFromFile = (file: string): Effect.Effect<Buffer, CallFailed> =>
-  Effect.try({
-    try: () => {
-      const object = loadYaml<unknown>(fs.readFileSync(file, "utf8"))
-      if (typeof object !== "object" || object === null || !("kind" in object) || object.kind !== "Cluster") {
-        throw new Error("the manifest is not a Cluster")
-      }
-      return Buffer.from(JSON.stringify(object))
-    },
-    catch: (error) =>
-      new CallFailed({
-        address: file,
-        rpc: "read cluster manifest",
-        code: Status.INVALID_ARGUMENT,
-        reason: error instanceof Error ? error.message : String(error),
-      }),
-  })
-
-/**
- * `client wal-archive`: what CloudNativePG's `wal-archive` does, as an archive_command. The WAL path
- * is made absolute against the working directory (PostgreSQL runs archive_command in PGDATA, where
- * `%p` is relative), then sent in one WAL.Archive call; success means pgBackRest archived it.
- */
-export const archiveWal = (
-  socketPath: string,
-  clusterFile: string,
-  walPath: string,
-): Effect.Effect<void, CallFailed> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const clusterDefinition = yield* clusterDefinitionFromFile(clusterFile)
-      const client = createClient(WALDefinition, yield* socketChannel(socketPath))
-      yield* call(`unix:${socketPath}`, "cnpgi.wal.v1.WAL/Archive", (signal) =>
-        client.archive(
-          { clusterDefinition, sourceFileName: path.resolve(walPath), parameters: {} },
-          { signal },
-        ),
-      )
-    }),
-  )
-
+/** Reads a manifest (YAML or JSON) of the given kind, as `kubectl apply` would take it. */
 const readManifest = (file: string, kind: string): Effect.Effect<Record<string, unknown>, CallFailed> =>
   Effect.try({
     try: () => {
@@ -135,6 +94,33 @@ const readManifest = (file: string, kind: string): Effect.Effect<Record<string, 
         reason: error instanceof Error ? error.message : String(error),
       }),
   })
+
+/** Reads a Cluster manifest (YAML or JSON) and returns it as the JSON bytes the operator would send. */
+export const clusterDefinitionFromFile = (file: string): Effect.Effect<Buffer, CallFailed> =>
+  readManifest(file, "Cluster").pipe(Effect.map((cluster) => Buffer.from(JSON.stringify(cluster))))
+
+/**
+ * `client wal-archive`: what CloudNativePG's `wal-archive` does, as an archive_command. The WAL path
+ * is made absolute against the working directory (PostgreSQL runs archive_command in PGDATA, where
+ * `%p` is relative), then sent in one WAL.Archive call; success means pgBackRest archived it.
+ */
+export const archiveWal = (
+  socketPath: string,
+  clusterFile: string,
+  walPath: string,
+): Effect.Effect<void, CallFailed> =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const clusterDefinition = yield* clusterDefinitionFromFile(clusterFile)
+      const client = createClient(WALDefinition, yield* socketChannel(socketPath))
+      yield* call(`unix:${socketPath}`, "cnpgi.wal.v1.WAL/Archive", (signal) =>
+        client.archive(
+          { clusterDefinition, sourceFileName: path.resolve(walPath), parameters: {} },
+          { signal },
+        ),
+      )
+    }),
+  )
 
 const record = (value: unknown): Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value) ? { ...value } : {}
