@@ -1,7 +1,8 @@
 import { defineConfig } from "vitest/config"
 
-// Two projects: fast unit tests (pure logic, in-process servers on temp sockets) and e2e tests that
-// drive real PostgreSQL, pgBackRest and an HTTPS S3 endpoint. `npm test` runs both.
+// Three projects: fast unit tests (pure logic, in-process servers on temp sockets), e2e tests that
+// drive real PostgreSQL, pgBackRest and an HTTPS S3 endpoint, and the fault table (`npm run
+// test:faults`), the same real parts under injected faults. `npm test` runs all three.
 export default defineConfig({
   test: {
     projects: [
@@ -9,7 +10,7 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["test/**/*.test.ts"],
-          exclude: ["test/e2e/**"],
+          exclude: ["test/e2e/**", "test/faults/**"],
           testTimeout: 20_000,
         },
       },
@@ -20,6 +21,20 @@ export default defineConfig({
           testTimeout: 180_000,
           hookTimeout: 120_000,
           // Each e2e file starts its own PostgreSQL and S3 endpoint: two cores, so keep files serial.
+          pool: "forks",
+          poolOptions: { forks: { singleFork: true } },
+        },
+      },
+      {
+        test: {
+          name: "faults",
+          include: ["test/faults/**/*.test.ts"],
+          // After unit and e2e: faults are injected on a timeline, and two cores shared with the e2e
+          // files would blur the time-to-recover column.
+          sequence: { groupOrder: 1 },
+          globalSetup: ["test/faults/globalSetup.ts"],
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
           pool: "forks",
           poolOptions: { forks: { singleFork: true } },
         },

@@ -1,7 +1,7 @@
 // Production bundle: one ESM file per entry point in dist/, so a sidecar starts without resolving
 // hundreds of modules from node_modules. grpc-js and friends are CommonJS: the banner gives them
 // `require` inside the ES module.
-import { chmod, rm } from "node:fs/promises"
+import { chmod } from "node:fs/promises"
 import { build } from "esbuild"
 
 // `node scripts/build.mjs main` builds only the program (what the container image ships); without
@@ -17,7 +17,8 @@ const entryPoints = Object.fromEntries(
   Object.entries(all).filter(([name]) => wanted.length === 0 || wanted.includes(name)),
 )
 
-await rm("dist", { recursive: true, force: true })
+// No `rm -rf dist` first: esbuild overwrites each output, and a test or benchmark that is running
+// from dist/ while another build runs keeps working.
 await build({
   entryPoints,
   outdir: "dist",
