@@ -1,4 +1,4 @@
-import { NodeRuntime } from "@effect/platform-node"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Either, Layer } from "effect"
 import { type CliCommand, type ClientCall, parseCommandLine, type SocketRole, USAGE } from "./domain/cli.js"
 import { PLUGIN_NAME, PLUGIN_VERSION, socketPath } from "./domain/plugin.js"

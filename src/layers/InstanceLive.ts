@@ -1,4 +1,4 @@
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Layer } from "effect"
 import type { ConfigError } from "effect/ConfigError"
 import type { InvalidRequest, ServerStartFailed, SocketInUse, Unavailable } from "../domain/errors.js"

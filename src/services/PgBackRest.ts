@@ -1,5 +1,5 @@
 import { Command, CommandExecutor, type Error as PlatformError } from "@effect/platform"
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Config, Context, Data, Duration, Effect, Exit, Layer, Option, Schema, Stream } from "effect"
 import { PgBackRestFailed, PgBackRestTimeout, Unavailable } from "../domain/errors.js"
 import { childEnvironment, type PgBackRestEnv, secretValues } from "../domain/pgbackrestEnv.js"

@@ -5,6 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Either } from "effect"
+import { NODE_FLAGS } from "../../src/domain/plugin.js"
 import { sidecarPatch } from "../../src/domain/sidecar.js"
 import { ROOT, read } from "./support.js"
 
@@ -93,7 +94,8 @@ describe("Containerfile", () => {
   it("starts the program under tini, where the sidecar's probe expects it", () => {
     const entrypoint = execForm(all(runtime, "ENTRYPOINT")[0])
     assert.deepStrictEqual(entrypoint.slice(0, 3), ["/usr/bin/tini", "--", "node"])
-    assert.strictEqual(entrypoint[3], sidecarProgram())
+    assert.deepStrictEqual(entrypoint.slice(3, -1), [...NODE_FLAGS])
+    assert.strictEqual(entrypoint[entrypoint.length - 1], sidecarProgram())
     assert.include(
       all(runtime, "RUN")
         .map((instruction) => instruction.args)

@@ -4,7 +4,7 @@ import * as path from "node:path"
 import type { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, type Scope } from "effect"
-import { socketPath } from "../../src/domain/plugin.js"
+import { NODE_FLAGS, socketPath } from "../../src/domain/plugin.js"
 import { BASE_PATH, postgresAccount, type RigError, rigError, withLiveClock } from "./exec.js"
 import { PROJECT_ROOT } from "./paths.js"
 
@@ -81,6 +81,7 @@ export const makeSidecar = (
         child = spawn(
           NODE,
           [
+            ...NODE_FLAGS,
             MAIN_JS,
             options.role ?? "instance",
             "--plugin-path",
