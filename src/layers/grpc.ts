@@ -120,6 +120,15 @@ const claimSocket = (socket: string) =>
     }
   })
 
+/**
+ * The largest request either server accepts, in bytes (grpc-js option `grpc.max_receive_message_length`);
+ * a larger one is refused with RESOURCE_EXHAUSTED before it is buffered whole, and the server goes on
+ * serving. CloudNativePG's requests carry Kubernetes objects as JSON (a Cluster, a Pod or Job, a
+ * Backup), each at most 1.5 MiB because etcd refuses larger ones (`--max-request-bytes`): 8 MiB fits
+ * the largest real request with room, where grpc-js's implicit default (4 MiB) might not.
+ */
+export const MAX_RECEIVE_MESSAGE_BYTES = 8 * 1024 * 1024
+
 const startServer = (
   address: string,
   registrations: ReadonlyArray<Registration>,
@@ -128,7 +137,7 @@ const startServer = (
   Effect.acquireRelease(
     Effect.tryPromise({
       try: async () => {
-        const server = createServer()
+        const server = createServer({ "grpc.max_receive_message_length": MAX_RECEIVE_MESSAGE_BYTES })
         for (const service of registrations) {
           service.addTo(server)
         }
@@ -226,8 +235,9 @@ export interface MutualTlsFiles {
 
 /**
  * Serves the registrations over TCP with mutual TLS for the lifetime of the scope: the operator must
- * present a certificate that chains to `clientCa`, and nothing older than TLS 1.3 is accepted. The
- * PEM files are watched in the same scope: a renewed certificate is served without a restart.
+ * present a certificate that chains to `clientCa`, nothing older than TLS 1.3 is accepted, and no
+ * request above {@link MAX_RECEIVE_MESSAGE_BYTES}. The PEM files are watched in the same scope: a
+ * renewed certificate is served without a restart.
  */
 export const serveMutualTls = (
   address: string,

@@ -3,12 +3,12 @@ import * as path from "node:path"
 import * as tls from "node:tls"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { ChannelCredentials } from "@grpc/grpc-js"
+import { ChannelCredentials, Client, Metadata } from "@grpc/grpc-js"
 import { Duration, Effect, Either, Layer, Logger, Schedule } from "effect"
 import { ClientError, createChannel, createClient, Status } from "nice-grpc"
 import { PLUGIN_NAME } from "../../src/domain/plugin.js"
-import { IdentityDefinition } from "../../src/generated/identity.js"
-import { implement, serveMutualTls } from "../../src/layers/grpc.js"
+import { GetPluginMetadataResponse, IdentityDefinition } from "../../src/generated/identity.js"
+import { implement, MAX_RECEIVE_MESSAGE_BYTES, serveMutualTls } from "../../src/layers/grpc.js"
 import { Identity, ServedCapabilities } from "../../src/services/identity.js"
 import { issue, type KeyPair, makeCa, secretVolume } from "../support/certificates.js"
 import { tempDir } from "../support/tempDir.js"
@@ -60,6 +60,54 @@ const handshake = (port: number, options: tls.ConnectionOptions) =>
       resume(Effect.succeed(error.code ?? error.message))
     })
     return Effect.sync(() => socket.destroy())
+  })
+
+const varint = (value: number): Buffer => {
+  const bytes: Array<number> = []
+  let rest = value
+  while (rest >= 0x80) {
+    bytes.push((rest & 0x7f) | 0x80)
+    rest = Math.floor(rest / 0x80)
+  }
+  bytes.push(rest)
+  return Buffer.from(bytes)
+}
+
+/**
+ * A GetPluginMetadataRequest of exactly `size` bytes: one unknown length-delimited field (number 1000),
+ * which the decoder skips, so only its size can make the server refuse it.
+ */
+const requestOfSize = (size: number): Buffer => {
+  const tag = varint((1000 << 3) | 2)
+  let payload = size - tag.length - 1
+  while (tag.length + varint(payload).length + payload > size) payload -= 1
+  const request = Buffer.concat([tag, varint(payload), Buffer.alloc(payload, 0x61)])
+  assert.strictEqual(request.length, size)
+  return request
+}
+
+const GET_PLUGIN_METADATA = `/${IdentityDefinition.fullName}/${IdentityDefinition.methods.getPluginMetadata.name}`
+
+/** GetPluginMetadata with raw request bytes over `client`: the plugin's name, or the gRPC refusal. */
+const rawGetMetadata = (client: Client, request: Buffer) =>
+  Effect.async<Either.Either<string, { readonly code: Status; readonly details: string }>>((resume) => {
+    const call = client.makeUnaryRequest(
+      GET_PLUGIN_METADATA,
+      (bytes: Buffer) => bytes,
+      (bytes: Buffer) => bytes,
+      request,
+      new Metadata(),
+      { deadline: Date.now() + 30_000 },
+      (error, response) =>
+        resume(
+          Effect.succeed(
+            error
+              ? Either.left({ code: error.code, details: error.details })
+              : Either.right(GetPluginMetadataResponse.decode(response ?? Buffer.alloc(0)).name),
+          ),
+        ),
+    )
+    return Effect.sync(() => call.cancel())
   })
 
 const identityLayer = Identity.Default.pipe(Layer.provide(Layer.succeed(ServedCapabilities, [])))
@@ -149,6 +197,44 @@ describe("the operator-facing server (mutual TLS)", () => {
       assert.notStrictEqual(tls12, "connected")
       assert.match(tls12, /PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL/)
     }).pipe(Effect.provide(NodeContext.layer)),
+  )
+
+  it.scopedLive(
+    "refuses a request larger than the limit with RESOURCE_EXHAUSTED and goes on serving",
+    () =>
+      Effect.gen(function* () {
+        const { port, ca, client } = yield* setup()
+        // One client, one connection: the refusal must not take the connection or the server down.
+        const raw = yield* Effect.acquireRelease(
+          Effect.gen(function* () {
+            const credentials = ChannelCredentials.createSsl(
+              yield* read(ca.cert),
+              yield* read(client.key),
+              yield* read(client.cert),
+            )
+            return new Client(`127.0.0.1:${port}`, credentials, {
+              "grpc.use_local_subchannel_pool": 1,
+              "grpc.ssl_target_name_override": "localhost",
+            })
+          }),
+          (raw) => Effect.sync(() => raw.close()),
+        )
+        // Above grpc-js's implicit 4 MiB: the explicit limit is the one in force, and it admits itself.
+        assert.isAbove(MAX_RECEIVE_MESSAGE_BYTES, 4 * 1024 * 1024)
+        assert.deepStrictEqual(
+          yield* rawGetMetadata(raw, requestOfSize(MAX_RECEIVE_MESSAGE_BYTES)),
+          Either.right(PLUGIN_NAME),
+        )
+        const refused = yield* rawGetMetadata(raw, requestOfSize(MAX_RECEIVE_MESSAGE_BYTES + 1))
+        if (Either.isRight(refused)) {
+          return assert.fail(`a request of ${MAX_RECEIVE_MESSAGE_BYTES + 1} bytes was served`)
+        }
+        assert.strictEqual(refused.left.code, Status.RESOURCE_EXHAUSTED, refused.left.details)
+        assert.match(refused.left.details, /larger than max/)
+        assert.deepStrictEqual(yield* rawGetMetadata(raw, Buffer.alloc(0)), Either.right(PLUGIN_NAME))
+        assert.deepStrictEqual(yield* getMetadata(port, ca.cert, client), Either.right(PLUGIN_NAME))
+      }).pipe(Effect.provide(NodeContext.layer)),
+    60_000,
   )
 
   it.scopedLive(
