@@ -5,19 +5,21 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Effect } from "effect"
+import { Effect, Schedule, Schema } from "effect"
 import { createClient } from "nice-grpc"
 import { BackupDefinition } from "../src/generated/backup.js"
 import { backupResource, socketChannel } from "../src/services/pluginClient.js"
 import { restoreJob } from "../src/services/restoreClient.js"
 import { makeDir, makeTempDir, postgresAccount, rigError } from "../test/rig/exec.js"
 import { makePgBackRestEnv, PostgresCluster, S3Endpoint } from "../test/rig/index.js"
-import { PROJECT_ROOT } from "../test/rig/paths.js"
 import { preparePlugin, restoreSidecarFor, sidecarFor } from "../test/rig/plugin.js"
 import { barePgBackRest } from "./barePgBackRest.js"
+import { type BackupRestoreSection, mergeReport } from "./report.js"
+import { say } from "./stats.js"
 
 const SCALE = Number(process.env.BENCH_PGBENCH_SCALE ?? "10")
-const say = (line: string) => Effect.sync(() => process.stdout.write(`${line}\n`))
+/** preparePlugin writes the Cluster manifest as JSON. */
+const ClusterJson = Schema.parseJson(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 
 const seconds = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.gen(function* () {
@@ -46,8 +48,18 @@ const program = Effect.gen(function* () {
     "postgres",
   ])
   const size = yield* pg.psql("SELECT pg_size_pretty(pg_database_size('postgres'))")
+  // The bare backup runs first and needs the stanza, which the plugin creates on its first archive: a
+  // small pgbench may not have filled a segment yet, so complete one and wait for it to be archived.
+  yield* pg.switchWal()
+  yield* pg.psql("SELECT archived_count FROM pg_stat_archiver").pipe(
+    Effect.filterOrFail(
+      (count) => Number(count) > 0,
+      () => new Error("no segment archived yet"),
+    ),
+    Effect.retry(Schedule.spaced("200 millis").pipe(Schedule.intersect(Schedule.recurs(300)))),
+  )
 
-  const cluster = JSON.parse(fs.readFileSync(dirs.clusterFile, "utf8"))
+  const cluster = yield* Schema.decodeUnknown(ClusterJson)(fs.readFileSync(dirs.clusterFile, "utf8"))
   const client = createClient(BackupDefinition, yield* socketChannel(sidecar.socket))
   // Bare pgBackRest: the same options as the plugin's, to the same repository.
   const env = {
@@ -111,7 +123,7 @@ const program = Effect.gen(function* () {
     ),
   )
 
-  const report = {
+  const report: BackupRestoreSection = {
     database: `pgbench scale ${SCALE} (${size})`,
     backup: {
       pluginSeconds: viaPlugin.seconds,
@@ -130,9 +142,7 @@ const program = Effect.gen(function* () {
   yield* say(
     `restore plugin ${report.restore.pluginSeconds.toFixed(2)} s | bare ${report.restore.bareSeconds.toFixed(2)} s | ratio ${report.restore.ratio.toFixed(3)}`,
   )
-  const file = path.join(PROJECT_ROOT, "bench", "report.json")
-  const previous = fs.existsSync(file) ? JSON.parse(fs.readFileSync(file, "utf8")) : {}
-  fs.writeFileSync(file, `${JSON.stringify({ ...previous, backupRestore: report }, null, 2)}\n`)
+  yield* mergeReport({ backupRestore: report })
   yield* say("merged into bench/report.json")
 })
 

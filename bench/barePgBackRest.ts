@@ -1,5 +1,59 @@
-import { spawn } from "node:child_process"
-import { Effect } from "effect"
+import { type ChildProcess, fork } from "node:child_process"
+import * as path from "node:path"
+import { Effect, Schema } from "effect"
+
+const Done = Schema.Struct({ id: Schema.Number, code: Schema.Number, stderr: Schema.String })
+type Done = typeof Done.Type
+
+let launcher: ChildProcess | undefined
+let nextId = 0
+const pending = new Map<number, (done: Done) => void>()
+
+/** bench/launcher.ts, started once and kept: every bare run is forked from it, not from this process. */
+const theLauncher = (): ChildProcess => {
+  if (launcher === undefined) {
+    const started = fork(path.join(import.meta.dirname, "bench-launcher.js"), [], { stdio: "inherit" })
+    started.on("message", (message: unknown) => {
+      if (!Schema.is(Done)(message)) return
+      pending.get(message.id)?.(message)
+      pending.delete(message.id)
+    })
+    // Not a reason to keep the benchmark alive once its work is done.
+    started.unref()
+    started.channel?.unref()
+    launcher = started
+  }
+  return launcher
+}
+
+/** Runs a program as `account` directly (no runuser, no shell) with exactly `env` plus PATH and HOME. */
+export const runAs = (
+  command: string,
+  args: ReadonlyArray<string>,
+  env: Readonly<Record<string, string>>,
+  account: { readonly uid: number; readonly gid: number },
+) =>
+  Effect.async<void, Error>((resume) => {
+    const id = nextId++
+    const child = theLauncher()
+    child.channel?.ref()
+    pending.set(id, (done) => {
+      if (pending.size === 1) child.channel?.unref()
+      resume(
+        done.code === 0
+          ? Effect.void
+          : Effect.fail(new Error(`${command} ${args.join(" ")} exited ${done.code}: ${done.stderr}`)),
+      )
+    })
+    child.send({
+      id,
+      command,
+      args,
+      env: { PATH: "/usr/bin:/bin", HOME: "/tmp", ...env },
+      uid: account.uid,
+      gid: account.gid,
+    })
+  })
 
 /**
  * Bare pgBackRest for the baselines: run as postgres directly (no runuser, no shell), with exactly the
@@ -9,23 +63,4 @@ export const barePgBackRest = (
   args: ReadonlyArray<string>,
   env: Readonly<Record<string, string>>,
   account: { readonly uid: number; readonly gid: number },
-) =>
-  Effect.async<void, Error>((resume) => {
-    const child = spawn("/usr/bin/pgbackrest", [...args], {
-      env: { PATH: "/usr/bin:/bin", HOME: "/tmp", ...env },
-      uid: account.uid,
-      gid: account.gid,
-      stdio: ["ignore", "ignore", "pipe"],
-    })
-    let stderr = ""
-    child.stderr.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    child.once("exit", (code) =>
-      resume(
-        code === 0
-          ? Effect.void
-          : Effect.fail(new Error(`pgbackrest ${args.join(" ")} exited ${code}: ${stderr}`)),
-      ),
-    )
-  })
+) => runAs("/usr/bin/pgbackrest", args, env, account)

@@ -28,6 +28,8 @@ export interface PostgresOptions {
   readonly restoreCommand?: string
   /** Extra `postgresql.conf` lines, appended last (so they win). */
   readonly extraConf?: ReadonlyArray<string>
+  /** Extra initdb options, appended after the rig's own (e.g. `--wal-segsize=1`); ignored with `restoreInto`. */
+  readonly initdbArgs?: ReadonlyArray<string>
   /**
    * Fills the (empty, postgres-owned) data directory instead of initdb, e.g. with the plugin's restore;
    * the server then starts in archive recovery (recovery.signal) with the options above appended.
@@ -134,6 +136,7 @@ export const make = (
         "--encoding=UTF8",
         // The cluster lives for one test; fsyncing a fresh data dir costs seconds on a slow disk.
         "--no-sync",
+        ...(options.initdbArgs ?? []),
       ])
 
     const conf = [
