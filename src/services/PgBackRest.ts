@@ -1,6 +1,8 @@
+import { statfs } from "node:fs/promises"
 import { Command, CommandExecutor, type Error as PlatformError } from "@effect/platform"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Config, Context, Data, Duration, Effect, Exit, Layer, Option, Schema, Stream } from "effect"
+import { asyncFailureTail, droppedSegments, type SpoolState } from "../domain/archivePush.js"
 import { PgBackRestFailed, PgBackRestTimeout, Unavailable } from "../domain/errors.js"
 import { childEnvironment, type PgBackRestEnv, secretValues } from "../domain/pgbackrestEnv.js"
 import {
@@ -216,12 +218,50 @@ export class PgBackRest extends Effect.Service<PgBackRest>()("cnpg-pgbackrest/Pg
       yield* run("stanza-create", { env, ...options })
     })
 
+    const spoolState = (env: PgBackRestEnv) => {
+      const spool = env.PGBACKREST_SPOOL_PATH
+      return typeof spool !== "string"
+        ? Effect.succeed(undefined)
+        : Effect.tryPromise(() => statfs(spool)).pipe(
+            Effect.map(
+              (stats): SpoolState => ({
+                path: spool,
+                freeBytes: stats.bavail * stats.bsize,
+                freeInodes: stats.ffree,
+              }),
+            ),
+            Effect.orElseSucceed(() => undefined),
+          )
+    }
+
     const archivePush = Effect.fn("PgBackRest.archivePush")(function* (
       env: PgBackRestEnv,
       walPath: string,
       options?: CallOptions,
     ) {
-      yield* run("archive-push", { env, args: [walPath], ...options })
+      const { stderr } = yield* run("archive-push", { env, args: [walPath], ...options }).pipe(
+        Effect.catchTag("PgBackRestFailed", (error) =>
+          env.PGBACKREST_ARCHIVE_ASYNC !== "y"
+            ? Effect.fail(error)
+            : Effect.flatMap(spoolState(env), (spool) =>
+                Effect.fail(
+                  new PgBackRestFailed({ ...error, stderrTail: asyncFailureTail(error.stderrTail, spool) }),
+                ),
+              ),
+        ),
+      )
+      const dropped = droppedSegments(stderr)
+      if (dropped.length > 0) {
+        yield* Effect.logError(
+          "pgBackRest DROPPED WAL: the archive push queue is full (Stanza archive.pushQueueMax); " +
+            "PostgreSQL counts these segments as archived but no repository holds them, and " +
+            "point-in-time recovery across them is impossible: take a new backup once archiving keeps up",
+        ).pipe(Effect.annotateLogs({ dropped, stderr }))
+      } else if (stderr.trim() !== "") {
+        yield* Effect.logWarning("pgbackrest archive-push succeeded with warnings").pipe(
+          Effect.annotateLogs({ wal: walPath, stderr }),
+        )
+      }
     })
 
     const archiveGet = Effect.fn("PgBackRest.archiveGet")(function* (

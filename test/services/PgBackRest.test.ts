@@ -2,7 +2,18 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it, layer } from "@effect/vitest"
-import { ConfigProvider, Duration, Effect, Exit, Fiber, Layer, Option, Redacted } from "effect"
+import {
+  ConfigProvider,
+  Duration,
+  Effect,
+  Exit,
+  Fiber,
+  HashMap,
+  Layer,
+  Logger,
+  Option,
+  Redacted,
+} from "effect"
 import { PgBackRestFailed, PgBackRestTimeout } from "../../src/domain/errors.js"
 import type { PgBackRestEnv } from "../../src/domain/pgbackrestEnv.js"
 import { ByteTail, parseVersion, REDACTED, renderTail } from "../../src/domain/pgbackrestOutput.js"
@@ -228,6 +239,66 @@ layer(serviceWith(FAKE), { excludeTestServices: true })("PgBackRest with a fake 
         stderrTail: `WARN: using key ${REDACTED}\nERROR: [055]: unable to open missing file`,
       })
     }),
+  )
+
+  it.effect("logs a segment pgBackRest dropped (push queue full) as an error, though the push exits 0", () =>
+    Effect.gen(function* () {
+      const pgbackrest = yield* PgBackRest
+      const lines: Array<string> = []
+      const annotations: Array<unknown> = []
+      const env: PgBackRestEnv = {
+        FAKE_MODE: "ok",
+        FAKE_STDERR:
+          "P00   WARN: dropped WAL file '000000010000000000000002' because archive queue exceeded 16MB",
+      }
+      yield* pgbackrest.archivePush(env, "/pgdata/pg_wal/000000010000000000000002").pipe(
+        Effect.provide(
+          Logger.replace(
+            Logger.defaultLogger,
+            Logger.make(({ logLevel, message, annotations: values }) => {
+              lines.push(`${logLevel.label} ${(Array.isArray(message) ? message : [message]).join(" ")}`)
+              annotations.push(HashMap.get(values, "dropped").pipe(Option.getOrUndefined))
+            }),
+          ),
+        ),
+      )
+      assert.strictEqual(lines.length, 1)
+      assert.match(lines[0] ?? "", /^ERROR pgBackRest DROPPED WAL/)
+      assert.deepStrictEqual(annotations, [["000000010000000000000002"]])
+    }),
+  )
+
+  it.scoped(
+    "a failed asynchronous push reports the spool's free space instead of a log file that is never written",
+    () =>
+      Effect.gen(function* () {
+        const pgbackrest = yield* PgBackRest
+        const spool = yield* tempDir("fake-spool-")
+        const failure = (async: "y" | "n") =>
+          Effect.flip(
+            pgbackrest.archivePush(
+              {
+                FAKE_MODE: "fail",
+                FAKE_EXIT: "82",
+                FAKE_STDERR:
+                  "ERROR: [082]: unable to push WAL file '000000010000000000000004' to the archive asynchronously after 60 second(s)\n" +
+                  "       HINT: check the log file '/var/log/pgbackrest/main-archive-push-async.log' for errors.",
+                PGBACKREST_ARCHIVE_ASYNC: async,
+                PGBACKREST_SPOOL_PATH: spool,
+              },
+              "/pgdata/pg_wal/000000010000000000000004",
+            ),
+          )
+        const asyncError = yield* failure("y")
+        assert.strictEqual(asyncError._tag, "PgBackRestFailed")
+        assert.include(asyncError.message, "unable to push WAL file '000000010000000000000004'")
+        assert.notInclude(asyncError.message, "HINT: check the log file")
+        assert.match(asyncError.message, new RegExp(`spool ${spool}: \\d+ bytes and \\d+ inodes free`))
+        // Synchronous pushes have no spool to speak of: their output is left as pgBackRest wrote it.
+        const syncError = yield* failure("n")
+        assert.include(syncError.message, "HINT: check the log file")
+        assert.notInclude(syncError.message, "inodes free")
+      }),
   )
 
   it.effect("reports the end of stdout when stderr is empty", () =>
