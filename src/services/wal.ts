@@ -1,8 +1,11 @@
 import * as path from "node:path"
-import { Clock, Effect, Ref, Schedule, Schema } from "effect"
+import { FileSystem } from "@effect/platform"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { Clock, Effect, Option, Ref, Schedule, Schema } from "effect"
 import { archiveStanzaRef, decodeClusterDefinition, walRestoreStanzaRef } from "../domain/cluster.js"
 import {
   FailedPrecondition,
+  InvalidRequest,
   NotFound,
   PgBackRestFailed,
   type PluginError,
@@ -60,6 +63,7 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
     const resolver = yield* StanzaResolver
     const pgbackrest = yield* PgBackRest
     const state = yield* StanzaState
+    const fs = yield* FileSystem.FileSystem
     const lastArchived = yield* Ref.make<LastArchived | undefined>(undefined)
     const archiveFailures = yield* Ref.make<ArchiveFailures>({ count: 0 })
 
@@ -134,6 +138,28 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
         ),
       )
 
+    // PostgreSQL never puts a symbolic link where it archives from or restores to; pgBackRest follows
+    // one (archive-get opens its destination without O_NOFOLLOW), so a link planted in pg_wal would
+    // make it read or write outside PGDATA although the path itself checked out. readLink succeeds on
+    // a link only (a missing file is pgBackRest's to report). What a racing process may swap in after
+    // this check is beyond it: such a process can write PGDATA itself.
+    const refuseSymbolicLink = (field: string, file: string) =>
+      fs.readLink(file).pipe(
+        Effect.option,
+        Effect.flatMap(
+          Option.match({
+            onNone: () => Effect.void,
+            onSome: () =>
+              Effect.fail(
+                new InvalidRequest({
+                  field,
+                  reason: `${path.basename(file)} in ${path.dirname(file)} is a symbolic link, not a file`,
+                }),
+              ),
+          }),
+        ),
+      )
+
     const handlers: EffectHandlers<typeof WALDefinition> = {
       getCapabilities: () =>
         Effect.succeed({
@@ -146,6 +172,7 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
         const cluster = yield* decodeClusterDefinition(request.clusterDefinition)
         const stanzaRef = yield* archiveStanzaRef(cluster)
         const source = yield* archiveSource("source_file_name", request.sourceFileName, settings.pgData)
+        yield* refuseSymbolicLink("source_file_name", source.path)
         const namespace = cluster.metadata.namespace ?? settings.namespace
         yield* Effect.annotateCurrentSpan({ wal: source.name, stanzaRef })
         const resolved = yield* resolver.resolve(namespace, stanzaRef)
@@ -167,6 +194,7 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
           request.destinationFileName,
           settings.pgData,
         )
+        yield* refuseSymbolicLink("destination_file_name", destination)
         const stanzaRef = yield* walRestoreStanzaRef(cluster, role)
         const namespace = cluster.metadata.namespace ?? settings.namespace
         yield* Effect.annotateCurrentSpan({ wal: name, stanzaRef })
@@ -191,4 +219,5 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
     }
     return { handlers, lastArchived: Ref.get(lastArchived), archiveFailures: Ref.get(archiveFailures) }
   }),
+  dependencies: [NodeContext.layer],
 }) {}

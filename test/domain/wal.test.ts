@@ -74,3 +74,65 @@ describe("restoreDestination", () => {
     }
   })
 })
+
+describe("restoreDestination against hostile destinations (issue 8)", () => {
+  const refused = (file: string) => {
+    const result = restoreDestination("destination_file_name", file, pgData)
+    return Either.isLeft(result) && result.left.field === "destination_file_name"
+  }
+
+  it("keeps accepting what PostgreSQL and pg_rewind ask for, made absolute", () => {
+    for (const name of ["RECOVERYXLOG", "RECOVERYHISTORY", "000000010000000000000003", "00000002.history"]) {
+      assert.deepStrictEqual(
+        restoreDestination("destination_file_name", `${pgData}/pg_wal/${name}`, pgData),
+        Either.right(`${pgData}/pg_wal/${name}`),
+      )
+    }
+  })
+
+  it("refuses a traversal, an absolute path outside PGDATA, and the relative %p", () => {
+    for (const file of [
+      "../../etc/x",
+      `${pgData}/pg_wal/../../../../etc/x`,
+      "/etc/x",
+      "/var/lib/postgresql/data/other/pg_wal/RECOVERYXLOG",
+      `${pgData}-evil/pg_wal/RECOVERYXLOG`,
+      "pg_wal/RECOVERYXLOG",
+    ]) {
+      assert.isTrue(refused(file), file)
+    }
+  })
+
+  it("refuses a subdirectory of pg_wal: it may be a symbolic link out of PGDATA", () => {
+    for (const file of [`${pgData}/pg_wal/escape/x`, `${pgData}/pg_wal/archive_status/x.done`]) {
+      assert.isTrue(refused(file), file)
+    }
+  })
+
+  it("refuses pg_wal itself and names with control or shell characters", () => {
+    for (const file of [
+      `${pgData}/pg_wal/`,
+      `${pgData}/pg_wal/a\u0000b`,
+      `${pgData}/pg_wal/RECOVERY\nXLOG`,
+      `${pgData}/pg_wal/$(id)`,
+      `${pgData}/pg_wal/x;rm -rf ~`,
+      `${pgData}/pg_wal/.hidden`,
+    ]) {
+      assert.isTrue(refused(file), JSON.stringify(file))
+    }
+  })
+
+  it("quotes a hostile value in its message bounded and escaped", () => {
+    const huge = restoreDestination(
+      "destination_file_name",
+      `${pgData}/pg_wal/${"x".repeat(1_000_000)}`,
+      pgData,
+    )
+    assert.isTrue(Either.isLeft(huge) && huge.left.message.length < 500)
+    const newline = restoreDestination("destination_file_name", `${pgData}/pg_wal/a\nb`, pgData)
+    assert.isTrue(Either.isLeft(newline) && newline.left.message.includes("a\\nb"))
+    assert.isTrue(Either.isLeft(newline) && !newline.left.message.includes("\n"))
+    const name = decodeWalFileName("source_wal_name", "y".repeat(1_000_000))
+    assert.isTrue(Either.isLeft(name) && name.left.message.length < 500)
+  })
+})
