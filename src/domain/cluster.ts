@@ -1,6 +1,7 @@
 import { Either, Option, Schema } from "effect"
 import { decodeWithPath } from "./decode.js"
 import { InvalidRequest } from "./errors.js"
+import { isObjectName, NamespaceName, OBJECT_NAME_RULE, ObjectName } from "./kubernetesName.js"
 import { PLUGIN_NAME } from "./plugin.js"
 
 /**
@@ -37,8 +38,8 @@ export type RecoveryTarget = typeof RecoveryTarget.Type
 
 export const Cluster = Schema.Struct({
   metadata: Schema.Struct({
-    name: Schema.String.pipe(Schema.minLength(1)),
-    namespace: Schema.optional(Schema.String),
+    name: ObjectName,
+    namespace: Schema.optional(NamespaceName),
     uid: Schema.optional(Schema.String),
   }),
   spec: Schema.optionalWith(
@@ -105,8 +106,13 @@ export const archiveStanzaRef = (cluster: Cluster): Either.Either<string, Invali
               : "the name of a Stanza is required",
         }),
     ),
+    Either.flatMap((ref) => stanzaName(ref, field)),
   )
 }
+
+/** A `stanzaRef` goes into the API path of the Stanza read: only an object name may. */
+const stanzaName = (ref: string, field: string): Either.Either<string, InvalidRequest> =>
+  isObjectName(ref) ? Either.right(ref) : Either.left(new InvalidRequest({ field, reason: OBJECT_NAME_RULE }))
 
 /** The Stanza of `externalClusters[name=source]` when that entry uses this plugin. */
 const externalStanzaRef = (
@@ -130,14 +136,10 @@ const externalStanzaRef = (
     )
   }
   const ref = external.plugin.parameters?.stanzaRef
+  const field = `spec.externalClusters[${index}].plugin.parameters.stanzaRef`
   return ref === undefined || ref === ""
-    ? Either.left(
-        new InvalidRequest({
-          field: `spec.externalClusters[${index}].plugin.parameters.stanzaRef`,
-          reason: "the name of a Stanza is required",
-        }),
-      )
-    : Either.right(ref)
+    ? Either.left(new InvalidRequest({ field, reason: "the name of a Stanza is required" }))
+    : stanzaName(ref, field)
 }
 
 /** The Stanza a Cluster bootstraps from: its `bootstrap.recovery.source` external cluster's. */

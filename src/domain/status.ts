@@ -16,8 +16,20 @@ export interface GrpcStatus {
  */
 export const grpcStatusOf = (error: PluginError): GrpcStatus => ({
   code: codeOf(error),
-  message: error.message,
+  message: bounded(error.message),
 })
+
+/**
+ * The longest status message sent. A message quotes what was refused (a name, a path, pgBackRest's
+ * output); a request can make that arbitrarily long, and a status trailer past about 64 KiB breaks a
+ * Node.js client's connection instead of reporting the error.
+ */
+export const MAX_STATUS_MESSAGE = 4096
+
+const bounded = (message: string): string =>
+  message.length <= MAX_STATUS_MESSAGE
+    ? message
+    : `${message.slice(0, MAX_STATUS_MESSAGE - 64)}... (${message.length - (MAX_STATUS_MESSAGE - 64)} more characters)`
 
 const codeOf = Match.type<PluginError>().pipe(
   Match.tagsExhaustive({

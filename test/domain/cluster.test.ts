@@ -21,6 +21,39 @@ const cluster = (input: unknown): Cluster => {
 }
 
 describe("Cluster decoding", () => {
+  it("refuses a name or namespace that is not a Kubernetes name, naming the field", () => {
+    for (const [metadata, field] of [
+      [{ name: "pg\u0000x" }, "metadata.name"],
+      [{ name: "pg\nx" }, "metadata.name"],
+      [{ name: "Cluster_1" }, "metadata.name"],
+      [{ name: "c", namespace: "../kube-system" }, "metadata.namespace"],
+    ] as const) {
+      const result = decodeCluster({ metadata, spec: {} })
+      assert.isTrue(Either.isLeft(result), JSON.stringify(metadata))
+      if (Either.isLeft(result)) {
+        assert.strictEqual(result.left.field, `cluster.${field}`)
+      }
+    }
+  })
+
+  it("refuses a stanzaRef that is not an object name (it goes into an API path)", () => {
+    const withRef = (stanzaRef: string) =>
+      archiveStanzaRef(
+        cluster({
+          metadata: { name: "c" },
+          spec: { plugins: [{ name: "pgbackrest.dalibo.com", parameters: { stanzaRef } }] },
+        }),
+      )
+    assert.deepStrictEqual(withRef("stanza-1.a"), Either.right("stanza-1.a"))
+    for (const bad of ["../secrets/x", "a/b", "UPPER", "x".repeat(254)]) {
+      const result = withRef(bad)
+      assert.isTrue(Either.isLeft(result), bad)
+      if (Either.isLeft(result)) {
+        assert.strictEqual(result.left.field, "spec.plugins[0].parameters.stanzaRef")
+      }
+    }
+  })
+
   it("reads the documented example and finds its Stanza", () => {
     const demo = cluster(loadYaml<unknown>(fs.readFileSync("examples/cluster.yaml", "utf8")))
     assert.strictEqual(demo.metadata.name, "cluster-demo")

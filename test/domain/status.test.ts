@@ -12,7 +12,7 @@ import {
   Unavailable,
   Unimplemented,
 } from "../../src/domain/errors.js"
-import { grpcStatusOf } from "../../src/domain/status.js"
+import { grpcStatusOf, MAX_STATUS_MESSAGE } from "../../src/domain/status.js"
 import { serverErrorOf } from "../../src/layers/grpc.js"
 
 describe("grpcStatusOf", () => {
@@ -67,6 +67,15 @@ describe("grpcStatusOf", () => {
       assert.deepStrictEqual(grpcStatusOf(error), { code, message })
     })
   }
+})
+
+describe("status messages", () => {
+  it("are bounded, whatever the error quotes (a trailer past 64 KiB breaks a Node.js client)", () => {
+    const status = grpcStatusOf(new NotFound({ what: `Stanza db/${"r".repeat(1024 * 1024)}` }))
+    assert.strictEqual(status.code, Status.NOT_FOUND)
+    assert.strictEqual(status.message.length <= MAX_STATUS_MESSAGE, true)
+    assert.match(status.message, /^Stanza db\/r+\.\.\. \(\d+ more characters\)$/)
+  })
 })
 
 describe("serverErrorOf", () => {

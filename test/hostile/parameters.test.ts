@@ -7,6 +7,8 @@ import {
   decodePluginBackup,
 } from "../../src/domain/backupParameters.js"
 import { archiveStanzaRef, decodeCluster, walRestoreStanzaRef } from "../../src/domain/cluster.js"
+import { InvalidRequest } from "../../src/domain/errors.js"
+import { isObjectName, OBJECT_NAME_RULE } from "../../src/domain/kubernetesName.js"
 import { PLUGIN_NAME } from "../../src/domain/plugin.js"
 import { hostileJson, hostileString } from "./arbitraries.js"
 
@@ -229,6 +231,17 @@ describe("hostile Cluster plugin parameters", () => {
             JSON.stringify(result),
           )
           assert.isTrue(Either.isLeft(result) && result.left.reason === "the name of a Stanza is required")
+        } else if (!isObjectName(ref)) {
+          // It would go into the API path of the Stanza read: refused, naming the field.
+          assert.deepStrictEqual(
+            result,
+            Either.left(
+              new InvalidRequest({
+                field: `spec.plugins[${index}].parameters.stanzaRef`,
+                reason: OBJECT_NAME_RULE,
+              }),
+            ),
+          )
         } else {
           assert.deepStrictEqual(result, Either.right(ref))
         }
@@ -280,6 +293,9 @@ describe("hostile Cluster plugin parameters", () => {
           assert.strictEqual(field, `spec.externalClusters[${index}].plugin.name`)
         } else if (ref === undefined || ref === "") {
           assert.strictEqual(field, `spec.externalClusters[${index}].plugin.parameters.stanzaRef`)
+        } else if (!isObjectName(ref)) {
+          assert.strictEqual(field, `spec.externalClusters[${index}].plugin.parameters.stanzaRef`)
+          assert.isTrue(Either.isLeft(result) && result.left.reason === OBJECT_NAME_RULE)
         } else {
           assert.deepStrictEqual(result, Either.right(ref))
         }

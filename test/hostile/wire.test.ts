@@ -388,12 +388,10 @@ describe("hostile CNPG-I requests on a live instance socket", () => {
       }),
   )
 
-  // KNOWN HOLE, outside this suite's files: Effect Schema formats the value it refuses with a recursive
-  // function, which overflows the stack on JSON nested a few thousand levels deep (6 KB of `[`). The
-  // RangeError escapes decodeWithPath (src/domain/decode.ts): the call ends INTERNAL "see the plugin
-  // logs" instead of naming the field. Fix: catch it there (or bound the depth before decoding), then
-  // turn `it.fails` into `it`.
-  it.scopedLive.fails("JSON nested 3000 levels deep is refused naming the field, not a crash", () =>
+  // Effect Schema decodes and formats recursively, which overflows the stack on JSON nested a few
+  // thousand levels deep (6 KB of `[`): decodeWithPath (src/domain/decode.ts) turns that into a refusal
+  // naming the field, where it used to end INTERNAL.
+  it.scopedLive("JSON nested 3000 levels deep is refused naming the field, not a crash", () =>
     Effect.gen(function* () {
       const live = yield* startLiveInstance()
       const deep = Buffer.from(`${"[".repeat(3000)}${"]".repeat(3000)}`)
@@ -420,42 +418,39 @@ describe("hostile CNPG-I requests on a live instance socket", () => {
     }),
   )
 
-  // KNOWN HOLE, outside this suite's files: error messages quote the offending value whole (Effect
-  // Schema's "actual ...", "Stanza db/<ref> not found"). Past 64 KiB the status trailer is more than a
-  // Node.js client accepts: it sees INTERNAL "Protocol error" and its connection is unusable after.
-  // Fix: bound the message where errors become statuses (src/layers/grpc.ts serverErrorOf or
-  // src/domain/status.ts), then turn `it.fails` into `it`. (src/domain/wal.ts bounds its own quotes.)
-  it.scopedLive.fails(
-    "a 1 MiB stanzaRef is answered NOT_FOUND, briefly, on a connection that stays usable",
-    () =>
-      Effect.gen(function* () {
-        const live = yield* startLiveInstance()
-        const client = yield* live.client
-        const cluster = {
-          ...validCluster,
-          spec: { plugins: [{ name: PLUGIN_NAME, parameters: { stanzaRef: "r".repeat(1024 * 1024) } }] },
-        }
-        const outcome = yield* live.send(
-          client,
-          METHODS.archive,
-          WALArchiveRequest.encode({
-            clusterDefinition: json(cluster),
-            sourceFileName: `${live.walDir}/${SEGMENT}`,
-            parameters: {},
-          }).finish(),
-        )
-        assert.strictEqual(outcome.code, grpc.status.NOT_FOUND, outcome.details.slice(0, 200))
-        assert.isBelow(outcome.details.length, 4096)
-        const after = yield* live.send(client, METHODS.metadata, new Uint8Array(0))
-        assert.strictEqual(after.code, grpc.status.OK, after.details)
-      }),
+  // Error messages quote the offending value (Effect Schema's "actual ...", a name). Past 64 KiB a status
+  // trailer is more than a Node.js client accepts: it sees INTERNAL "Protocol error" and its connection
+  // is unusable after. src/domain/status.ts bounds every status message; a 1 MiB stanzaRef is no longer
+  // even looked up, since it is not an object name.
+  it.scopedLive("a 1 MiB stanzaRef is refused, briefly, on a connection that stays usable", () =>
+    Effect.gen(function* () {
+      const live = yield* startLiveInstance()
+      const client = yield* live.client
+      const cluster = {
+        ...validCluster,
+        spec: { plugins: [{ name: PLUGIN_NAME, parameters: { stanzaRef: "r".repeat(1024 * 1024) } }] },
+      }
+      const outcome = yield* live.send(
+        client,
+        METHODS.archive,
+        WALArchiveRequest.encode({
+          clusterDefinition: json(cluster),
+          sourceFileName: `${live.walDir}/${SEGMENT}`,
+          parameters: {},
+        }).finish(),
+      )
+      assert.strictEqual(outcome.code, grpc.status.INVALID_ARGUMENT, outcome.details.slice(0, 200))
+      assert.match(outcome.details, /^spec\.plugins\[0\]\.parameters\.stanzaRef: /)
+      assert.isAtMost(outcome.details.length, 4096)
+      const after = yield* live.send(client, METHODS.metadata, new Uint8Array(0))
+      assert.strictEqual(after.code, grpc.status.OK, after.details)
+    }),
   )
 
-  // KNOWN HOLE, outside this suite's files: the Cluster's metadata.name is only checked to be non-empty
-  // (src/domain/cluster.ts) and goes into `pgbackrest backup --annotation=cnpg-cluster=<name>`. A NUL
-  // makes spawn throw (INTERNAL "see the plugin logs"), a newline reaches pgBackRest's argv. Fix: decode
-  // metadata.name as a Kubernetes object name, then turn `it.fails` into `it`.
-  it.scopedLive.fails(
+  // The Cluster's metadata.name goes into `pgbackrest backup --annotation=cnpg-cluster=<name>`: it is
+  // decoded as a Kubernetes object name (src/domain/cluster.ts), so a NUL (which made spawn throw) or a
+  // newline never reaches pgBackRest.
+  it.scopedLive(
     "Backup.Backup refuses a Cluster name with a NUL or a newline, naming it, before pgBackRest",
     () =>
       Effect.gen(function* () {
