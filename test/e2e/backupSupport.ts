@@ -15,7 +15,12 @@ import { runPgBackRest, type S3Endpoint } from "../rig/index.js"
 import type { PluginDirs } from "../rig/plugin.js"
 import type { Postgres } from "../rig/postgres.js"
 import type { Sidecar } from "../rig/sidecar.js"
-import { pgbackrestProcesses, startArchivingCluster } from "./support.js"
+import {
+  type PrepareContext,
+  type PrepareSetup,
+  pgbackrestProcesses,
+  startArchivingCluster,
+} from "./support.js"
 
 /** The POD_NAME `sidecarFor` gives the sidecar: what BackupResult.instanceId must say. */
 export const POD_NAME = "cluster-demo-1"
@@ -60,12 +65,15 @@ export const makeBackupRig = (
     readonly bucket?: string
     /** Merged into `stanzaConfiguration` once the directories exist (e.g. the posix repository's retention). */
     readonly stanza?: (dirs: PluginDirs) => Readonly<Record<string, unknown>>
+    /** Runs before PostgreSQL and the sidecar start (see `startArchivingCluster`). */
+    readonly prepare?: (setup: PrepareSetup) => Effect.Effect<void, RigError, PrepareContext>
   } = {},
 ): Effect.Effect<BackupRig, RigError, Scope.Scope | FileSystem.FileSystem | CommandExecutor> =>
   Effect.gen(function* () {
     const { s3, dirs, pg, sidecar, env } = yield* startArchivingCluster({
       bucket: options.bucket ?? "backup",
       ...(options.stanza === undefined ? {} : { stanza: options.stanza }),
+      ...(options.prepare === undefined ? {} : { prepare: options.prepare }),
     })
     const manifest = yield* Effect.try({
       try: () => Schema.decodeUnknownSync(Manifest)(JSON.parse(fs.readFileSync(dirs.clusterFile, "utf8"))),

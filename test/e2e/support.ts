@@ -504,6 +504,14 @@ export interface ArchivingCluster {
   readonly env: Readonly<Record<string, string>>
 }
 
+/** What {@link startArchivingCluster}'s `prepare` step gets: the endpoint and directories, nothing started yet. */
+export interface PrepareSetup {
+  readonly s3: S3Endpoint.S3Endpoint
+  readonly dirs: PluginDirs
+}
+
+export type PrepareContext = Scope.Scope | FileSystem.FileSystem | CommandExecutor
+
 /**
  * The setup most end-to-end tests start from: the HTTPS S3 endpoint, the documented manifests pointed
  * at it plus a posix repository, a PostgreSQL whose archive_command goes through the started sidecar.
@@ -512,6 +520,11 @@ export const startArchivingCluster = (options: {
   readonly bucket: string
   /** Merged into `stanzaConfiguration` once the directories exist (e.g. the posix repository's retention). */
   readonly stanza?: (dirs: PluginDirs) => Readonly<Record<string, unknown>>
+  /**
+   * Runs in the caller's scope once the S3 endpoint, manifests and directories exist, before PostgreSQL
+   * and the sidecar start: to put a proxy in front of S3, or a filesystem under the spool.
+   */
+  readonly prepare?: (setup: PrepareSetup) => Effect.Effect<void, RigError, PrepareContext>
 }): Effect.Effect<ArchivingCluster, RigError, Scope.Scope | FileSystem.FileSystem | CommandExecutor> =>
   Effect.gen(function* () {
     const s3 = yield* S3Endpoint.make({ bucket: options.bucket })
@@ -521,6 +534,9 @@ export const startArchivingCluster = (options: {
       // preparePlugin spreads its `stanza` option over the whole configuration, and the posix repository's
       // path is only known once it returns: change the manifest now, before the sidecar first reads it.
       yield* updateStanza(dirs, (config) => ({ ...config, ...stanza(dirs) }))
+    }
+    if (options.prepare !== undefined) {
+      yield* options.prepare({ s3, dirs })
     }
     const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
     const sidecar = yield* sidecarFor(dirs, pg)

@@ -1,11 +1,16 @@
+import * as fs from "node:fs"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import { assert } from "@effect/vitest"
-import { Deferred, Effect, Fiber, type Scope } from "effect"
+import { Deferred, Effect, Fiber, Option, Schema, type Scope } from "effect"
 import { type BackupRig, makeBackupRig, succeeded } from "../e2e/backupSupport.js"
 import {
   archivedThrough,
+  logRecords,
   missingSegments,
+  type PrepareContext,
+  type PrepareSetup,
+  pgbackrestProcesses,
   readySegments,
   restoreCluster,
   segmentRange,
@@ -43,11 +48,17 @@ const currentSegment = (pg: Postgres) => pg.psql("SELECT pg_walfile_name(pg_curr
 export const startFaultRig = (options: {
   readonly bucket: string
   readonly stanza?: (dirs: PluginDirs) => Readonly<Record<string, unknown>>
+  /**
+   * Runs before PostgreSQL and the sidecar start, in the test's scope (a proxy in front of S3, a small
+   * filesystem under the spool): what it sets up is in place for the whole run, first backup included.
+   */
+  readonly prepare?: (setup: PrepareSetup) => Effect.Effect<void, RigError, PrepareContext>
 }): Effect.Effect<FaultRig, RigError, Scope.Scope | FileSystem.FileSystem | CommandExecutor> =>
   Effect.gen(function* () {
     const rig = yield* makeBackupRig({
       bucket: options.bucket,
       ...(options.stanza === undefined ? {} : { stanza: options.stanza }),
+      ...(options.prepare === undefined ? {} : { prepare: options.prepare }),
     })
     yield* rig.pg.psql(
       `CREATE TABLE ${LOAD_TABLE} (id bigint PRIMARY KEY, written_at timestamptz NOT NULL DEFAULT now(), payload text NOT NULL)`,
@@ -95,6 +106,30 @@ export const backlogCleared = (
     }
     return (Date.now() - faultEndedAt) / 1000
   }).pipe(withLiveClock)
+
+const FailedPush = Schema.parseJson(Schema.Struct({ exitCode: Schema.Number, stderrTail: Schema.String }))
+
+/** pgBackRest's summary of a failed command: each repository's error when it lists them, else its first line. */
+const summary = (stderrTail: string): string => {
+  const lines = stderrTail.trim().split("\n")
+  const perRepository = lines.map((line) => line.trim()).filter((line) => /^repo\d+: \[/.test(line))
+  return perRepository.length > 0 ? perRepository.join("; ") : (lines[0] ?? "")
+}
+
+/**
+ * The WAL.Archive calls the sidecar's `log` (or a slice of it) reports as failed, oldest first, each as
+ * `exit code <n>: <what pgBackRest said>` (or the log message when it was not a pgBackRest exit).
+ */
+export const archiveFailures = (log: string): ReadonlyArray<string> =>
+  logRecords(log).flatMap((record) => {
+    const message = record.msg
+    if (record.rpc !== "cnpgi.wal.v1.WAL/Archive" || typeof message !== "string") return []
+    if (!message.startsWith("call failed")) return []
+    return Option.match(Schema.decodeUnknownOption(FailedPush)(message.slice("call failed".length).trim()), {
+      onNone: () => [message],
+      onSome: (failure) => [`exit code ${failure.exitCode}: ${summary(failure.stderrTail)}`],
+    })
+  })
 
 const sourceRows = (pg: Postgres) =>
   Effect.map(pg.psql(`SELECT id || ':' || payload FROM ${LOAD_TABLE} ORDER BY id`), (text) =>
@@ -155,4 +190,78 @@ export const finishFault = (
     assert.isAbove(source.length, 0, "the load wrote no rows")
     assert.strictEqual(present.size, source.length, "the restored cluster holds rows the source does not")
     return row
+  }).pipe(withLiveClock)
+
+/** A pgBackRest process started by the rig's instance sidecar (any run of it), with its parent. */
+export interface SidecarPgBackRest {
+  readonly pid: number
+  readonly ppid: number
+  readonly args: string
+}
+
+const procStat = (pid: number): { readonly state: string; readonly ppid: number } | undefined => {
+  try {
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    const [state = "", ppid = ""] = text.slice(text.lastIndexOf(")") + 2).split(" ")
+    return { state, ppid: Number(ppid) }
+  } catch {
+    return undefined
+  }
+}
+
+/** Whether `pid` is a process that has not exited yet (a zombie has). */
+export const isRunning = (pid: number): boolean => {
+  const stat = procStat(pid)
+  return stat !== undefined && stat.state !== "Z" && stat.state !== "X"
+}
+
+/** The running pgBackRest processes whose environment holds the rig's spool path: the sidecar's, past or present. */
+export const sidecarPgBackRest = (rig: BackupRig): ReadonlyArray<SidecarPgBackRest> =>
+  pgbackrestProcesses(`PGBACKREST_SPOOL_PATH=${rig.dirs.spoolDir}`).flatMap((process) => {
+    const stat = procStat(process.pid)
+    return stat === undefined || stat.state === "Z" ? [] : [{ ...process, ppid: stat.ppid }]
+  })
+
+/**
+ * The sidecar's pgBackRest processes that neither the running sidecar nor another pgBackRest process is
+ * the parent of: left behind by a sidecar that died (the init process or a subreaper inherited them).
+ */
+export const orphanedPgBackRest = (rig: BackupRig): ReadonlyArray<SidecarPgBackRest> => {
+  const all = sidecarPgBackRest(rig)
+  const pids = new Set(all.map((process) => process.pid))
+  const sidecar = rig.sidecar.pid()
+  const sidecarRunning = sidecar !== undefined && isRunning(sidecar)
+  return all.filter((process) => !pids.has(process.ppid) && !(sidecarRunning && process.ppid === sidecar))
+}
+
+/**
+ * Polls /proc every few milliseconds until the running sidecar has a `pgbackrest <command>` child, and
+ * returns it (it may have ended by the time the caller looks again).
+ */
+export const pgbackrestChild = (
+  rig: BackupRig,
+  command: string,
+  timeoutMs: number,
+): Effect.Effect<SidecarPgBackRest, RigError> =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const sidecar = rig.sidecar.pid()
+      const child = sidecarPgBackRest(rig).find(
+        (process) => process.ppid === sidecar && process.args.startsWith(`pgbackrest ${command}`),
+      )
+      if (child !== undefined) {
+        return child
+      }
+      if (Date.now() > deadline) {
+        return yield* Effect.fail(
+          rigError(
+            "pgbackrest child",
+            `no pgbackrest ${command} child of the sidecar within ${timeoutMs} ms`,
+          ),
+        )
+      }
+      yield* Effect.sleep("3 millis")
+    }
   }).pipe(withLiveClock)
