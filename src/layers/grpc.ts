@@ -22,32 +22,53 @@ import { checkMaterial, MutualTlsCredentials, readCertificates, watchCertificate
 export const makeRunner =
   <R>(runtime: Runtime.Runtime<R>) =>
   <A>(rpc: string, program: Effect.Effect<A, PluginError, R>, signal: AbortSignal): Promise<A> =>
-    Runtime.runPromiseExit(runtime)(
-      program.pipe(
-        Effect.tapErrorCause((cause) =>
-          Cause.isInterruptedOnly(cause)
-            ? Effect.void
-            : Cause.isFailure(cause)
-              ? // NOT_FOUND is an answer, not a fault: recovery asks for files that do not exist
-                // (the next timeline's history, the segment after the end of the archive).
-                Option.exists(Cause.failureOption(cause), (error) => error._tag === "NotFound")
-                ? Effect.logDebug("call answered NOT_FOUND", Cause.pretty(cause))
-                : Effect.logWarning("call failed", Cause.squash(cause))
-              : Effect.logError("call crashed", cause),
+    tracked(
+      Runtime.runPromiseExit(runtime)(
+        program.pipe(
+          Effect.tapErrorCause((cause) =>
+            Cause.isInterruptedOnly(cause)
+              ? Effect.void
+              : Cause.isFailure(cause)
+                ? // NOT_FOUND is an answer, not a fault: recovery asks for files that do not exist
+                  // (the next timeline's history, the segment after the end of the archive).
+                  Option.exists(Cause.failureOption(cause), (error) => error._tag === "NotFound")
+                  ? Effect.logDebug("call answered NOT_FOUND", Cause.pretty(cause))
+                  : Effect.logWarning("call failed", Cause.squash(cause))
+                : Effect.logError("call crashed", cause),
+          ),
+          Effect.tap(() => Effect.logDebug("call succeeded")),
+          // A cancelled call interrupts the fiber from outside, which tapErrorCause never sees.
+          Effect.onInterrupt(() => Effect.logInfo("call cancelled")),
+          Effect.annotateLogs({ rpc }),
+          Effect.withSpan(rpc),
         ),
-        Effect.tap(() => Effect.logDebug("call succeeded")),
-        // A cancelled call interrupts the fiber from outside, which tapErrorCause never sees.
-        Effect.onInterrupt(() => Effect.logInfo("call cancelled")),
-        Effect.annotateLogs({ rpc }),
-        Effect.withSpan(rpc),
+        { signal },
       ),
-      { signal },
     ).then((exit) => {
       if (Exit.isSuccess(exit)) {
         return exit.value
       }
       throw serverErrorOf(rpc, exit.cause)
     })
+
+/**
+ * Calls whose fiber has not ended. A forced shutdown cancels them, and each then stops its pgBackRest
+ * (SIGTERM to the process group, SIGKILL after the kill grace) in its own fiber, outside the main one:
+ * the server's release waits for them, or the process would exit with pgBackRest still running.
+ */
+const inFlight = new Set<Promise<unknown>>()
+
+const tracked = <A>(promise: Promise<A>): Promise<A> => {
+  inFlight.add(promise)
+  const forget = () => {
+    inFlight.delete(promise)
+  }
+  promise.then(forget, forget)
+  return promise
+}
+
+/** How long a forced shutdown waits for the cancelled calls to stop their pgBackRest (its kill grace is 10 s). */
+export const CANCEL_GRACE = Duration.seconds(15)
 
 /** The gRPC status a failed handler reports: typed failures keep their code, the rest are generic. */
 export const serverErrorOf = (rpc: string, cause: Cause.Cause<PluginError>): ServerError => {
@@ -148,11 +169,21 @@ const startServer = (
         new ServerStartFailed({ address, reason: error instanceof Error ? error.message : String(error) }),
     }),
     (server) =>
+      // A release runs uninterruptibly: without `interruptible`, the timeout could not cut the wait
+      // short, and a backup in flight held the sidecar (and WAL archiving with it) until it ended.
       Effect.promise(() => server.shutdown()).pipe(
+        Effect.interruptible,
         Effect.timeout(SHUTDOWN_GRACE),
         Effect.catchAll(() =>
           Effect.logWarning("calls still running after the grace period; cancelling them").pipe(
             Effect.zipRight(Effect.sync(() => server.forceShutdown())),
+            Effect.zipRight(
+              Effect.promise(() => Promise.allSettled([...inFlight])).pipe(
+                Effect.interruptible,
+                Effect.timeout(CANCEL_GRACE),
+                Effect.ignore,
+              ),
+            ),
           ),
         ),
       ),
