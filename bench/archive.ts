@@ -28,16 +28,21 @@ const makeSegments = (count: number) =>
     return { pg, segments }
   })
 
-const markArchived = (pg: PostgresCluster.Postgres, segments: ReadonlyArray<string>) =>
+/** Renames the segments' archive_status files: `.ready` (PostgreSQL still has to archive them) or `.done`. */
+const setStatus = (pg: PostgresCluster.Postgres, segments: ReadonlyArray<string>, to: "ready" | "done") =>
   Effect.try({
     try: () => {
+      const from = to === "ready" ? "done" : "ready"
       for (const segment of segments) {
         const status = path.join(pg.pgdata, "pg_wal", "archive_status", segment)
-        fs.renameSync(`${status}.ready`, `${status}.done`)
+        if (fs.existsSync(`${status}.${from}`)) fs.renameSync(`${status}.${from}`, `${status}.${to}`)
       }
     },
-    catch: (error) => new Error(`mark segments archived: ${String(error)}`),
+    catch: (error) => new Error(`mark segments ${to}: ${String(error)}`),
   })
+
+const markArchived = (pg: PostgresCluster.Postgres, segments: ReadonlyArray<string>) =>
+  setStatus(pg, segments, "done")
 
 const compare = (
   pg: PostgresCluster.Postgres,
@@ -49,19 +54,46 @@ const compare = (
   Effect.gen(function* () {
     const sides = yield* archiveSides(pg, mode, compress)
     // The first segment warms both paths up (the plugin initialises its stanza there, once per layout);
-    // then each segment goes through both, in alternating order, so that neither profits from a cache
-    // the other warmed or pays for the machine's drift alone.
+    // then, in sync mode, each segment goes through both, in alternating order, so that neither profits
+    // from a cache the other warmed or pays for the machine's drift alone.
     const [first, ...rest] = segments
-    if (first !== undefined) {
-      yield* sides.barePush(first)
-      yield* sides.pluginPush(first)
-    }
     const bareTimes: Array<number> = []
     const pluginTimes: Array<number> = []
-    for (const [index, segment] of rest.entries()) {
-      const bareCall = timeInto(sides.barePush(segment), bareTimes)
-      const pluginCall = timeInto(sides.pluginPush(segment), pluginTimes)
-      yield* index % 2 === 0 ? Effect.zipRight(bareCall, pluginCall) : Effect.zipRight(pluginCall, bareCall)
+    const bareCall = (segment: string) => timeInto(sides.barePush(segment), bareTimes)
+    const pluginCall = (segment: string) => timeInto(sides.pluginPush(segment), pluginTimes)
+    if (mode === "async") {
+      // An asynchronous archive-push starts a worker that pushes every segment marked .ready, ahead of
+      // the calls. Interleaved, the bare and the plugin's workers would race each other over the same
+      // segments on two cores, and each side's calls would measure how far its worker had got in that
+      // race. So each side runs a whole block alone, with only that block .ready: half the segments
+      // bare first, the other half plugin first.
+      yield* setStatus(pg, rest, "done")
+      if (first !== undefined) {
+        yield* sides.barePush(first)
+        yield* sides.pluginPush(first)
+      }
+      const half = Math.ceil(rest.length / 2)
+      for (const [block, sidesInOrder] of [
+        [rest.slice(0, half), [bareCall, pluginCall]],
+        [rest.slice(half), [pluginCall, bareCall]],
+      ] as const) {
+        yield* setStatus(pg, block, "ready")
+        for (const call of sidesInOrder) {
+          yield* Effect.forEach(block, call, { discard: true })
+        }
+        yield* setStatus(pg, block, "done")
+      }
+      yield* setStatus(pg, rest, "ready")
+    } else {
+      if (first !== undefined) {
+        yield* sides.barePush(first)
+        yield* sides.pluginPush(first)
+      }
+      for (const [index, segment] of rest.entries()) {
+        yield* index % 2 === 0
+          ? Effect.zipRight(bareCall(segment), pluginCall(segment))
+          : Effect.zipRight(pluginCall(segment), bareCall(segment))
+      }
     }
     const bare = summary(bareTimes)
     const plugin = summary(pluginTimes)
