@@ -10,6 +10,24 @@ import type { InvalidRequest } from "./errors.js"
 
 const NonEmpty = Schema.String.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
 
+/** C0 controls (below U+0020: newline, carriage return, tab, NUL, ...) and DEL. */
+const hasControlCharacter = (value: string): boolean =>
+  Array.from(value).some((char) => char < " " || char === "\u007f")
+
+/**
+ * A free-form string that reaches pgBackRest (as a `PGBACKREST_*` variable) or a message we log. A
+ * newline there splits the S3 request pgBackRest signs (the bucket and region go into it) or a log
+ * line; a NUL makes Node's spawn throw, so the call would fail as an internal error instead of naming
+ * the field. The CRD's patterns refuse the same characters (`[^\x00-\x1F\x7F]`).
+ */
+const Text = Schema.String.pipe(
+  Schema.filter((value) => !hasControlCharacter(value), {
+    message: () => "must not contain control characters such as a newline",
+  }),
+)
+
+const NonEmptyText = Text.pipe(Schema.minLength(1, { message: () => "must not be empty" }))
+
 const Count = (minimum: number) =>
   Schema.Int.pipe(
     Schema.greaterThanOrEqualTo(minimum, { message: () => `must be an integer from ${minimum} to 9999999` }),
@@ -17,7 +35,7 @@ const Count = (minimum: number) =>
   )
 
 /** A key of a Secret in the Stanza's namespace. */
-export const SecretKeySelector = Schema.Struct({ name: NonEmpty, key: NonEmpty })
+export const SecretKeySelector = Schema.Struct({ name: NonEmptyText, key: NonEmptyText })
 export type SecretKeySelector = typeof SecretKeySelector.Type
 
 /** pgBackRest `repo-retention-*`; `history` included (an earlier plugin silently dropped it). */
@@ -63,16 +81,16 @@ const Endpoint = NonEmpty.pipe(
   ),
 )
 
-const RepoPath = NonEmpty.pipe(
+const RepoPath = NonEmptyText.pipe(
   Schema.filter((value) => value.startsWith("/") && !value.split("/").includes(".."), {
     message: () => "must be an absolute path without '..'",
   }),
 )
 
 export const S3Repository = Schema.Struct({
-  bucket: NonEmpty,
+  bucket: NonEmptyText,
   endpoint: Endpoint,
-  region: NonEmpty,
+  region: NonEmptyText,
   repoPath: RepoPath,
   uriStyle: Schema.optional(Schema.Literal("host", "path")),
   // Default on: TLS checks are never turned off unless the manifest says so.
@@ -121,7 +139,7 @@ const StanzaName = NonEmpty.pipe(
   }),
 )
 
-const CustomEnv = Schema.Record({ key: Schema.String, value: Schema.String }).pipe(
+const CustomEnv = Schema.Record({ key: Schema.String, value: Text }).pipe(
   Schema.filter((variables) => {
     const bad = Object.keys(variables).find((name) => !/^PGBACKREST_[A-Z0-9_]+$/.test(name))
     return bad === undefined

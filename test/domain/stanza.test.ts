@@ -310,6 +310,41 @@ describe("decodeStanza", () => {
       "spec.stanzaConfiguration.azureRepositories",
       "not supported",
     ],
+    [
+      "a bucket with a newline",
+      [...repo, "bucket"],
+      "backups\nHost: evil",
+      "spec.stanzaConfiguration.s3Repositories[0].bucket",
+      "must not contain control characters such as a newline",
+    ],
+    [
+      "a region with a carriage return",
+      [...repo, "region"],
+      "us-east-1\r",
+      "spec.stanzaConfiguration.s3Repositories[0].region",
+      "must not contain control characters",
+    ],
+    [
+      "a repoPath with a newline",
+      [...repo, "repoPath"],
+      "/pg\n/main",
+      "spec.stanzaConfiguration.s3Repositories[0].repoPath",
+      "must not contain control characters",
+    ],
+    [
+      "a customEnvVar value with NUL",
+      [...base, "customEnvVar"],
+      { PGBACKREST_IO_TIMEOUT: "60\u0000" },
+      "spec.stanzaConfiguration.customEnvVar.PGBACKREST_IO_TIMEOUT",
+      "must not contain control characters",
+    ],
+    [
+      "a Secret name with a newline",
+      [...repo, "endpointCA"],
+      { name: "ca\nevil", key: "ca.crt" },
+      "spec.stanzaConfiguration.s3Repositories[0].endpointCA.name",
+      "must not contain control characters",
+    ],
     ["a wrong kind", ["kind"], "Cluster", "kind", ""],
     ["no metadata name", ["metadata"], {}, "metadata.name", ""],
     ["no spec", ["spec"], undefined, "spec", ""],
@@ -322,4 +357,83 @@ describe("decodeStanza", () => {
       assert.include(error.reason, reason)
     })
   }
+
+  describe("control characters in strings that reach pgBackRest's environment", () => {
+    const controls = [...Array.from({ length: 0x20 }, (_, code) => String.fromCharCode(code)), "\u007f"]
+    const fields: ReadonlyArray<readonly [ReadonlyArray<string | number>, string, string]> = [
+      [[...repo, "bucket"], "spec.stanzaConfiguration.s3Repositories[0].bucket", "backups"],
+      [[...repo, "region"], "spec.stanzaConfiguration.s3Repositories[0].region", "us-east-1"],
+      [[...repo, "repoPath"], "spec.stanzaConfiguration.s3Repositories[0].repoPath", "/pg/main"],
+    ]
+
+    it("refuses each C0 control and DEL in bucket, region and repoPath, naming the field", () => {
+      for (const [path, field, ordinary] of fields) {
+        for (const control of controls) {
+          const error = rejection(withValue(path, `${ordinary}${control}x`))
+          assert.strictEqual(error.field, field, JSON.stringify(control))
+          assert.strictEqual(error.reason, "must not contain control characters such as a newline")
+        }
+      }
+    })
+
+    it("refuses them in a posix repoPath, a customEnvVar value and a Secret selector", () => {
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string | number>, unknown, string]> = [
+        [
+          [...base, "posixRepositories"],
+          [{ repoPath: "/nfs\n/pg" }],
+          "spec.stanzaConfiguration.posixRepositories[0].repoPath",
+        ],
+        [
+          [...base, "customEnvVar"],
+          { PGBACKREST_IO_TIMEOUT: "60", PGBACKREST_REPO1_S3_ROLE: "role\u0000" },
+          "spec.stanzaConfiguration.customEnvVar.PGBACKREST_REPO1_S3_ROLE",
+        ],
+        [
+          [...repo, "secretRef"],
+          { accessKeyId: { name: "s3\r", key: "id" }, secretAccessKey: { name: "s3", key: "secret" } },
+          "spec.stanzaConfiguration.s3Repositories[0].secretRef.accessKeyId.name",
+        ],
+        [
+          [...repo, "cipherConfig"],
+          { encryptionPass: { name: "cipher", key: "pass\u007f" } },
+          "spec.stanzaConfiguration.s3Repositories[0].cipherConfig.encryptionPass.key",
+        ],
+      ]
+      for (const [path, value, field] of cases) {
+        const error = rejection(withValue(path, value))
+        assert.strictEqual(error.field, field)
+        assert.strictEqual(error.reason, "must not contain control characters such as a newline")
+      }
+    })
+
+    it("still says an empty bucket is empty", () => {
+      assert.strictEqual(rejection(withValue([...repo, "bucket"], "")).reason, "must not be empty")
+    })
+
+    it("accepts ordinary text unchanged: spaces, punctuation, non-ASCII letters, U+2028", () => {
+      const config = decoded(
+        withValue(["spec", "stanzaConfiguration"], {
+          name: "main",
+          s3Repositories: [
+            {
+              bucket: "pg-backups.eu-1",
+              endpoint: "s3.example.com",
+              region: "région ~1",
+              repoPath: "/a b/é",
+            },
+          ],
+          posixRepositories: [{ repoPath: "/nfs/sauvegardes\u2028" }],
+          customEnvVar: { PGBACKREST_REPO1_S3_ROLE: "a role; x=y", PGBACKREST_IO_TIMEOUT: "" },
+        }),
+      ).spec.stanzaConfiguration
+      assert.strictEqual(config.s3Repositories[0]?.bucket, "pg-backups.eu-1")
+      assert.strictEqual(config.s3Repositories[0]?.region, "région ~1")
+      assert.strictEqual(config.s3Repositories[0]?.repoPath, "/a b/é")
+      assert.strictEqual(config.posixRepositories[0]?.repoPath, "/nfs/sauvegardes\u2028")
+      assert.deepStrictEqual(config.customEnvVar, {
+        PGBACKREST_REPO1_S3_ROLE: "a role; x=y",
+        PGBACKREST_IO_TIMEOUT: "",
+      })
+    })
+  })
 })

@@ -159,6 +159,14 @@ export const VALID: ReadonlyArray<readonly [string, Json]> = [
   ["an empty customEnvVar", setting("customEnvVar", {})],
   ["a stanza name of 63 characters", setting("name", `a${"b".repeat(62)}`)],
   ["a stanza name with '.', '_' and '-'", setting("name", "0_db.main-1")],
+  ["a bucket with '.', '-' and digits", repo("bucket", "pg-backups.eu-1")],
+  ["a region with spaces and non-ASCII letters", repo("region", "région de Paris")],
+  ["a repoPath with spaces and non-ASCII letters", repo("repoPath", "/sauvegardes/base élève")],
+  [
+    "customEnvVar values with spaces and punctuation",
+    setting("customEnvVar", { PGBACKREST_IO_TIMEOUT: "120", PGBACKREST_REPO1_S3_ROLE: "a role; x=y" }),
+  ],
+  ["an empty customEnvVar value", setting("customEnvVar", { PGBACKREST_IO_TIMEOUT: "" })],
 ]
 
 /**
@@ -227,6 +235,15 @@ export const DECODER_TABLE: ReadonlyArray<InvalidCase> = [
     setting("customEnvVar", { LD_PRELOAD: "/x.so" }),
   ),
   invalid("Azure repositories", "both", setting("azureRepositories", [{ account: "a" }])),
+  invalid("a bucket with a newline", "both", repo("bucket", "backups\nHost: evil")),
+  invalid("a region with a carriage return", "both", repo("region", "us-east-1\r")),
+  invalid("a repoPath with a newline", "both", repo("repoPath", "/pg\n/main")),
+  invalid(
+    "a customEnvVar value with NUL",
+    "both",
+    setting("customEnvVar", { PGBACKREST_IO_TIMEOUT: "60\u0000" }),
+  ),
+  invalid("a Secret name with a newline", "both", repo("endpointCA", { name: "ca\nevil", key: "ca.crt" })),
   invalid("a wrong kind", "envelope", withValue(minimalStanza(), ["kind"], "Cluster")),
   invalid("no metadata name", "envelope", withValue(minimalStanza(), ["metadata"], {})),
   invalid("no spec", "both", withValue(minimalStanza(), ["spec"], undefined)),
@@ -287,4 +304,34 @@ export const MORE_INVALID: ReadonlyArray<InvalidCase> = [
     "spec.stanzaConfiguration.s3Repositories[0].uriStyle",
   ),
   invalid("a null logLevel", "pruned", setting("logLevel", null), "spec.stanzaConfiguration.logLevel"),
+  invalid("a bucket with DEL", "both", repo("bucket", "backups\u007f")),
+  invalid("a bucket with a tab", "both", repo("bucket", "back\tups")),
+  invalid("a region with NUL", "both", repo("region", "\u0000")),
+  invalid("a repoPath with NUL", "both", repo("repoPath", "/pg/main\u0000")),
+  invalid("a repoPath with a trailing newline", "both", repo("repoPath", "/pg/main\n")),
+  invalid(
+    "a posix repoPath with a newline",
+    "both",
+    setting("posixRepositories", [{ repoPath: "/backups\n" }]),
+  ),
+  invalid(
+    "a customEnvVar value with a newline",
+    "both",
+    setting("customEnvVar", { PGBACKREST_IO_TIMEOUT: "60\nPGBACKREST_X=1" }),
+  ),
+  invalid(
+    "a Secret key with an escape character",
+    "both",
+    repo("secretRef", {
+      accessKeyId: { name: "s", key: "\u001b[2Ja" },
+      secretAccessKey: { name: "s", key: "b" },
+    }),
+  ),
+  invalid(
+    "a cipher passphrase Secret name with NUL",
+    "both",
+    setting("posixRepositories", [
+      { repoPath: "/q", cipherConfig: { encryptionPass: { name: "s\u0000", key: "k" } } },
+    ]),
+  ),
 ]

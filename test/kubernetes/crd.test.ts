@@ -60,6 +60,20 @@ describe("the Stanza CRD", () => {
       return node
     }
     // Constraints the CRD adds to express the plugin's filters (patterns, CEL), checked by behaviour below.
+    // The free-form strings that reach pgBackRest or a log refuse control characters (a pattern).
+    const selectors = [
+      "s3Repositories[].secretRef.accessKeyId",
+      "s3Repositories[].secretRef.secretAccessKey",
+      "s3Repositories[].cipherConfig.encryptionPass",
+      "s3Repositories[].endpointCA",
+      "posixRepositories[].cipherConfig.encryptionPass",
+    ].flatMap((selector) => [`${selector}.name`, `${selector}.key`])
+    const withoutControls = [
+      "s3Repositories[].bucket",
+      "s3Repositories[].region",
+      "customEnvVar{}",
+      ...selectors,
+    ]
     const crdOnly: Readonly<Record<string, ReadonlyArray<string>>> = {
       stanzaConfiguration: ["x-kubernetes-validations"],
       "stanzaConfiguration.name": ["pattern", "maxLength"],
@@ -70,6 +84,7 @@ describe("the Stanza CRD", () => {
       "stanzaConfiguration.azureRepositories": ["maxItems"],
       "stanzaConfiguration.archive.pushQueueMax": ["pattern"],
       "stanzaConfiguration.archive.getQueueMax": ["pattern"],
+      ...Object.fromEntries(withoutControls.map((field) => [`stanzaConfiguration.${field}`, ["pattern"]])),
     }
     const compared = ["type", "enum", "minimum", "maximum", "minLength", "maxLength", "maxItems", "pattern"]
     let nodes = 0

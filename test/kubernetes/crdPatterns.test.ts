@@ -2,6 +2,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
 import { CONFIG, minimalStanza, REPO, withValue } from "./corpus.js"
 import { apiServer, plugin } from "./stanzaCrd.js"
+import type { Json } from "./support.js"
 
 /**
  * The CRD's patterns against the plugin's filters, on many generated strings: exhaustively where the
@@ -40,10 +41,14 @@ describe("the Stanza CRD", () => {
         ).join(""),
       )
     }
-    const agree = (path: ReadonlyArray<string | number>, values: ReadonlyArray<string>) => {
+    const agree = (
+      path: ReadonlyArray<string | number>,
+      values: ReadonlyArray<string>,
+      base: Json = minimalStanza(),
+    ) => {
       let accepted = 0
       for (const value of values) {
-        const object = withValue(minimalStanza(), path, value)
+        const object = withValue(base, path, value)
         const byPlugin = Either.isRight(plugin(object))
         const byApi = apiServer(object).errors.length === 0
         assert.strictEqual(
@@ -101,6 +106,55 @@ describe("the Stanza CRD", () => {
         units.flatMap((unit) => [`${number}${unit}`, `${number} ${unit}`, `${number}  ${unit}`]),
       )
       agree([...CONFIG, "archive", "pushQueueMax"], [...structured, ...sample("1 GiBMK", 3000, 7, 2)])
+    })
+    /** Every C0 control and DEL, and characters beside them that are allowed (space, Latin-1, U+2028). */
+    const controls = Array.from({ length: 0x20 }, (_, code) => String.fromCharCode(code)).join("")
+    const aroundControls = `${controls}\u007f a~\u0080é\u2028`
+
+    it("free-form strings: every string around the control characters (up to 2 in a bucket, else 1)", () => {
+      const selector = { name: "s", key: "k" }
+      // Every field that refuses control characters, in a Stanza where each of them is present.
+      const base = withValue(minimalStanza(), [...CONFIG], {
+        name: "main",
+        s3Repositories: [
+          {
+            bucket: "b",
+            endpoint: "s3.example.com",
+            region: "r",
+            repoPath: "/p",
+            secretRef: { accessKeyId: selector, secretAccessKey: selector },
+            cipherConfig: { encryptionPass: selector },
+            endpointCA: selector,
+          },
+        ],
+        posixRepositories: [{ repoPath: "/q", cipherConfig: { encryptionPass: selector } }],
+        customEnvVar: { PGBACKREST_IO_TIMEOUT: "60" },
+      })
+      const selectors = [
+        [...REPO, "secretRef", "accessKeyId"],
+        [...REPO, "secretRef", "secretAccessKey"],
+        [...REPO, "cipherConfig", "encryptionPass"],
+        [...REPO, "endpointCA"],
+        [...CONFIG, "posixRepositories", 0, "cipherConfig", "encryptionPass"],
+      ]
+      const fields: ReadonlyArray<ReadonlyArray<string | number>> = [
+        [...REPO, "bucket"],
+        [...REPO, "region"],
+        [...CONFIG, "customEnvVar", "PGBACKREST_IO_TIMEOUT"],
+        ...selectors.flatMap((at) => [
+          [...at, "name"],
+          [...at, "key"],
+        ]),
+      ]
+      agree([...REPO, "bucket"], strings(aroundControls, 2), base)
+      for (const field of fields) {
+        agree(field, strings(aroundControls, 1), base)
+      }
+    })
+    it("repoPath: every string of '/', '.', 'a', newline, NUL and DEL up to 5 characters", () => {
+      agree([...REPO, "repoPath"], strings("/.a\n\u0000\u007f", 5))
+      const posix = withValue(minimalStanza(), [...CONFIG, "posixRepositories"], [{ repoPath: "/q" }])
+      agree([...CONFIG, "posixRepositories", 0, "repoPath"], strings("/.a\t\u001f", 4), posix)
     })
     it("stanza names: random candidates around the allowed characters and length", () => {
       const long = [62, 63, 64, 65].map((length) => "a".repeat(length))
