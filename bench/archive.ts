@@ -18,7 +18,12 @@ const CLI_RUNS = knob("BENCH_CLI_RUNS", 15)
 /** PostgreSQL with archiving "paused" (empty archive_command) keeps every segment it completes. */
 const makeSegments = (count: number) =>
   Effect.gen(function* () {
-    const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: "" })
+    // Segments marked .done are PostgreSQL's to remove at a checkpoint: keep them all for every run.
+    const pg = yield* PostgresCluster.make({
+      archiveMode: "on",
+      archiveCommand: "",
+      extraConf: ["wal_keep_size = '16GB'", "max_wal_size = '16GB'", "checkpoint_timeout = '1d'"],
+    })
     yield* pg.psql("CREATE TABLE bench (id bigint, payload text)")
     const segments: Array<string> = []
     for (let i = 0; i < count; i++) {
@@ -40,6 +45,28 @@ const setStatus = (pg: PostgresCluster.Postgres, segments: ReadonlyArray<string>
     },
     catch: (error) => new Error(`mark segments ${to}: ${String(error)}`),
   })
+
+/** Waits until no pgBackRest async archive-push worker runs on this machine (the benchmark's own). */
+const asyncWorkersGone = Effect.gen(function* () {
+  const running = () =>
+    fs
+      .readdirSync("/proc")
+      .filter((entry) => /^\d+$/.test(entry))
+      .some((pid) => {
+        try {
+          return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("archive-push:async")
+        } catch {
+          return false
+        }
+      })
+  const deadline = Date.now() + 120_000
+  while (running()) {
+    if (Date.now() > deadline) {
+      return yield* Effect.fail(new Error("a pgBackRest async worker still runs after 120 s"))
+    }
+    yield* Effect.sleep("20 millis")
+  }
+})
 
 const markArchived = (pg: PostgresCluster.Postgres, segments: ReadonlyArray<string>) =>
   setStatus(pg, segments, "done")
@@ -68,10 +95,12 @@ const compare = (
       // race. So each side runs a whole block alone, with only that block .ready: half the segments
       // bare first, the other half plugin first.
       yield* setStatus(pg, rest, "done")
+      yield* setStatus(pg, first === undefined ? [] : [first], "ready")
       if (first !== undefined) {
         yield* sides.barePush(first)
         yield* sides.pluginPush(first)
       }
+      yield* asyncWorkersGone
       const half = Math.ceil(rest.length / 2)
       for (const [block, sidesInOrder] of [
         [rest.slice(0, half), [bareCall, pluginCall]],
@@ -80,6 +109,9 @@ const compare = (
         yield* setStatus(pg, block, "ready")
         for (const call of sidesInOrder) {
           yield* Effect.forEach(block, call, { discard: true })
+          // The worker lingers to look for more .ready files: let it end before the other side starts
+          // and before the statuses change under it (it would find none, and leave an error behind).
+          yield* asyncWorkersGone
         }
         yield* setStatus(pg, block, "done")
       }

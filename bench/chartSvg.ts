@@ -104,7 +104,7 @@ export const chartSvg = (report: Report): string => {
       weight: 2,
       panel: {
         title: `Archiving ${archive.segments} WAL segments of ${archive.segmentMiB} MiB`,
-        subtitle: `${archive.repositories} repositories, calls interleaved`,
+        subtitle: `${archive.repositories} repositories, sync calls interleaved, async in blocks`,
         unit: "ms per segment (mean)",
         groups: [
           perSegment("sync lz4", archive.sync.lz4),

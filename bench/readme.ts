@@ -80,7 +80,9 @@ export const latestFigures = (report: Report): string => {
       ? ""
       : "Archiving through the plugin as CloudNativePG drives it (one `WAL.Archive` RPC per segment over the " +
         `unix socket) against bare \`pgbackrest archive-push\` of the same ${archive.segments} segments of ` +
-        `${archive.segmentMiB} MiB, ${archive.repositories} repositories, calls interleaved ` +
+        `${archive.segmentMiB} MiB, ${archive.repositories} repositories; sync calls interleaved, async ones in ` +
+        "alternating blocks (an async worker pushes ahead of the calls); bare pgBackRest is started from a " +
+        "small process, as PostgreSQL's archiver would " +
         `(\`npm run bench\`${cores}); \`bench/report.json\` holds the details and \`bench/chart.png\` draws them.`
   const halfway = sidecar === undefined ? 0 : Math.floor(sidecar.archives / 2)
   const notes = [
