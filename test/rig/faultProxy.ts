@@ -8,6 +8,7 @@ import type * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, type Scope } from "effect"
 import { execOk, makeTempDir, type RigError, rigError } from "./exec.js"
 import type { S3Endpoint } from "./s3.js"
+import { SERVER_EXTENSIONS } from "./tls.js"
 
 /**
  * What the proxy does with a request: forward it to s3rver (`pass`), or answer it itself with the error
@@ -65,14 +66,6 @@ const errorBody = (kind: keyof typeof S3_ERRORS, resource: string, requestId: st
     `<Resource>${xmlEscape(resource)}</Resource><RequestId>${requestId}</RequestId></Error>`
   )
 }
-
-const SERVER_EXTENSIONS = [
-  "subjectAltName = DNS:localhost, IP:127.0.0.1",
-  "basicConstraints = critical, CA:FALSE",
-  "keyUsage = critical, digitalSignature, keyEncipherment",
-  "extendedKeyUsage = serverAuth",
-  "",
-].join("\n")
 
 /**
  * A key and a certificate for localhost signed by the CA of `s3` (`tls.ts` leaves its key next to the CA

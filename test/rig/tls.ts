@@ -12,7 +12,8 @@ export interface Certificates {
   readonly certFile: string
 }
 
-const SERVER_EXTENSIONS = [
+/** openssl extensions of a server certificate for localhost (the rig's S3 endpoint, the fault proxy). */
+export const SERVER_EXTENSIONS = [
   // pgBackRest 2.45 matches the host name against DNS names only; the IP entry is for other clients.
   "subjectAltName = DNS:localhost, IP:127.0.0.1",
   "basicConstraints = critical, CA:FALSE",
