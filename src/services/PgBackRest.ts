@@ -5,6 +5,7 @@ import { Config, Context, Data, Duration, Effect, Exit, Layer, Option, Schema, S
 import { asyncFailureTail, droppedSegments, type SpoolState } from "../domain/archivePush.js"
 import { PgBackRestFailed, PgBackRestTimeout, Unavailable } from "../domain/errors.js"
 import { childEnvironment, type PgBackRestEnv, secretValues } from "../domain/pgbackrestEnv.js"
+import { classifyFailure } from "../domain/pgbackrestFailure.js"
 import {
   ByteCollector,
   ByteTail,
@@ -90,6 +91,9 @@ export type ArchiveGetResult = { readonly found: true } | { readonly found: fals
 
 // archive-get exits 1, printing nothing at the default log levels, when no repository holds the file
 // (checked on pgBackRest 2.45; pgBackRest's own error codes start at 25).
+/** ArchiveTimeoutError: an asynchronous archive-push or archive-get whose worker did not report in time. */
+const ARCHIVE_TIMEOUT = 82
+
 const ARCHIVE_GET_MISSING = 1
 
 // archive-get also exits 1 when a repository could not be read (a stopped S3 endpoint): pgBackRest
@@ -283,6 +287,20 @@ export class PgBackRest extends Effect.Service<PgBackRest>()("cnpg-pgbackrest/Pg
                   }),
                 )
               : Effect.succeed<ArchiveGetResult>({ found: false }),
+        ),
+        // A repository that cannot be reached, or an asynchronous get whose worker did not deliver in
+        // time, says nothing about whether the file exists: UNAVAILABLE, so recovery waits and retries.
+        Effect.catchIf(
+          (error) =>
+            error._tag === "PgBackRestFailed" &&
+            (error.exitCode === ARCHIVE_TIMEOUT || classifyFailure(error) === "transient"),
+          (error) =>
+            Effect.fail(
+              new Unavailable({
+                what: `WAL file ${walName}`,
+                reason: `a repository could not be read: ${error.message}`,
+              }),
+            ),
         ),
       )
     })

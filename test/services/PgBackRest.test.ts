@@ -418,7 +418,29 @@ layer(serviceWith(FAKE), { excludeTestServices: true })("PgBackRest with a fake 
       const error = yield* Effect.flip(
         pgbackrest.archiveGet({ FAKE_MODE: "fail", FAKE_EXIT: "103" }, "000000010000000000000009", "/tmp/x"),
       )
-      assert.deepInclude(error, { _tag: "PgBackRestFailed", command: "archive-get", exitCode: 103 })
+      if (error._tag !== "PgBackRestFailed") {
+        return assert.fail(`expected PgBackRestFailed, got ${error._tag}`)
+      }
+      assert.deepInclude(error, { command: "archive-get", exitCode: 103 })
+      // An unreachable repository (49) or an async get whose worker did not deliver in time (82) says
+      // nothing about the file: UNAVAILABLE, never "missing" and never an internal error.
+      for (const [exit, stderr] of [
+        ["49", "ERROR: [049]: unable to connect to 'localhost:9000': [111] Connection refused"],
+        [
+          "82",
+          "ERROR: [082]: unable to get WAL file '000000010000000000000009' from the archive asynchronously after 60 second(s)",
+        ],
+      ] as const) {
+        const transient = yield* Effect.flip(
+          pgbackrest.archiveGet(
+            { FAKE_MODE: "fail", FAKE_EXIT: exit, FAKE_STDERR: stderr },
+            "000000010000000000000009",
+            "/tmp/x",
+          ),
+        )
+        assert.strictEqual(transient._tag, "Unavailable", `exit ${exit}`)
+        assert.include(transient.message, "000000010000000000000009")
+      }
       // Exit 1 while a repository could not be read is no answer: the file may be in that repository.
       const unreadable = yield* Effect.flip(
         pgbackrest.archiveGet(
