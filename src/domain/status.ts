@@ -1,6 +1,7 @@
 import { Match } from "effect"
 import { Status } from "nice-grpc-common"
 import type { PluginError } from "./errors.js"
+import { classifyFailure } from "./pgbackrestFailure.js"
 
 /** A gRPC status as the plugin reports it. */
 export interface GrpcStatus {
@@ -40,8 +41,11 @@ const codeOf = Match.type<PluginError>().pipe(
     Unimplemented: () => Status.UNIMPLEMENTED,
     PermissionDenied: () => Status.PERMISSION_DENIED,
     PgBackRestTimeout: () => Status.DEADLINE_EXCEEDED,
-    // pgBackRest exit codes do not tell transient from permanent reliably; callers that know better
-    // (archive-get's "not found") map to a more precise error before reaching here.
-    PgBackRestFailed: () => Status.INTERNAL,
+    // A repository that could not be reached or answered 5xx, or a lock held (pgBackRest's codes 49,
+    // 101, 66, 50, or exit 104 listing only those per repository) is UNAVAILABLE: retrying is the
+    // answer. Any other exit is INTERNAL; callers that know better (archive-get's "not found") map to
+    // a more precise error before reaching here.
+    PgBackRestFailed: (error) =>
+      classifyFailure(error) === "transient" ? Status.UNAVAILABLE : Status.INTERNAL,
   }),
 )

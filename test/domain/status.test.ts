@@ -60,6 +60,24 @@ describe("grpcStatusOf", () => {
       Status.INTERNAL,
       "pgbackrest archive-push failed with exit code 82: ERROR: [082]: timeout",
     ],
+    [
+      new PgBackRestFailed({
+        command: "archive-push",
+        exitCode: 104,
+        stderrTail: "WARN: repo1: [HostConnectError] unable to connect to 'localhost:9000'\n",
+      }),
+      Status.UNAVAILABLE,
+      "pgbackrest archive-push failed with exit code 104: WARN: repo1: [HostConnectError] unable to connect to 'localhost:9000'",
+    ],
+    [
+      new PgBackRestFailed({
+        command: "backup",
+        exitCode: 49,
+        stderrTail: "ERROR: [049]: unable to connect\n",
+      }),
+      Status.UNAVAILABLE,
+      "pgbackrest backup failed with exit code 49: ERROR: [049]: unable to connect",
+    ],
   ]
 
   for (const [error, code, message] of cases) {
