@@ -53,7 +53,8 @@ export const archiveSource = (
     )
   }
   const walDir = path.join(pgData, "pg_wal")
-  if (path.dirname(file) !== walDir) {
+  // path.dirname and path.basename ignore a trailing slash: rebuilding the path refuses one.
+  if (path.join(walDir, path.basename(file)) !== file) {
     return Either.left(new InvalidRequest({ field, reason: `${quote(file)} is not in ${walDir}` }))
   }
   return decodeWalFileName(field, path.basename(file)).pipe(Either.map((name) => ({ path: file, name })))
@@ -82,8 +83,12 @@ export const restoreDestination = (
     )
   }
   const walDir = path.join(pgData, "pg_wal")
-  if (path.dirname(file) !== walDir) {
-    return Either.left(new InvalidRequest({ field, reason: `${quote(file)} is not directly in ${walDir}` }))
+  // path.dirname and path.basename ignore a trailing slash (`pg_wal/archive_status/` would pass as a
+  // file named archive_status): rebuilding the path refuses one.
+  if (path.join(walDir, path.basename(file)) !== file) {
+    return Either.left(
+      new InvalidRequest({ field, reason: `${quote(file)} is not a file directly in ${walDir}` }),
+    )
   }
   return DESTINATION_NAME.test(path.basename(file))
     ? Either.right(file)

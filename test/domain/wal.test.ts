@@ -50,6 +50,8 @@ describe("archiveSource", () => {
       `${pgData}/base/000000010000000000000003`,
       `${pgData}/pg_wal/postgresql.conf`,
       `${pgData}/pg_wal/archive_status/000000010000000000000003`,
+      // path.basename ignores a trailing slash: this is a directory, not the segment.
+      `${pgData}/pg_wal/000000010000000000000003/`,
     ]) {
       const result = archiveSource("source_file_name", file, pgData)
       assert.isTrue(Either.isLeft(result) && result.left.field === "source_file_name", file)
@@ -68,6 +70,10 @@ describe("restoreDestination", () => {
       `${pgData}/pg_wal/../global/pg_control`,
       "/etc/cron.d/x",
       `${pgData}/base/1`,
+      // Found by the hostile-input property: with a trailing slash, dirname and basename made the
+      // archive_status directory pass as a file named archive_status.
+      `${pgData}/pg_wal/archive_status/`,
+      `${pgData}/pg_wal/RECOVERYXLOG/`,
     ]) {
       const result = restoreDestination("destination_file_name", file, pgData)
       assert.isTrue(Either.isLeft(result) && result.left.field === "destination_file_name", file)
