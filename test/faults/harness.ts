@@ -1,4 +1,3 @@
-import * as fs from "node:fs"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import { assert } from "@effect/vitest"
@@ -19,6 +18,7 @@ import {
 import { type RigError, rigError, withLiveClock } from "../rig/exec.js"
 import type { PluginDirs } from "../rig/plugin.js"
 import type { Postgres } from "../rig/postgres.js"
+import { statNow } from "../rig/process.js"
 import { type FaultRow, recordFault } from "./report.js"
 
 /**
@@ -199,28 +199,15 @@ export interface SidecarPgBackRest {
   readonly args: string
 }
 
-const procStat = (pid: number): { readonly state: string; readonly ppid: number } | undefined => {
-  try {
-    // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-    const text = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
-    const [state = "", ppid = ""] = text.slice(text.lastIndexOf(")") + 2).split(" ")
-    return { state, ppid: Number(ppid) }
-  } catch {
-    return undefined
-  }
-}
-
 /** Whether `pid` is a process that has not exited yet (a zombie has). */
-export const isRunning = (pid: number): boolean => {
-  const stat = procStat(pid)
-  return stat !== undefined && stat.state !== "Z" && stat.state !== "X"
-}
+export const isRunning = (pid: number): boolean =>
+  Option.exists(statNow(pid), (stat) => stat.state !== "Z" && stat.state !== "X")
 
 /** The running pgBackRest processes whose environment holds the rig's spool path: the sidecar's, past or present. */
 export const sidecarPgBackRest = (rig: BackupRig): ReadonlyArray<SidecarPgBackRest> =>
   pgbackrestProcesses(`PGBACKREST_SPOOL_PATH=${rig.dirs.spoolDir}`).flatMap((process) => {
-    const stat = procStat(process.pid)
-    return stat === undefined || stat.state === "Z" ? [] : [{ ...process, ppid: stat.ppid }]
+    const stat = statNow(process.pid)
+    return Option.isNone(stat) || stat.value.state === "Z" ? [] : [{ ...process, ppid: stat.value.ppid }]
   })
 
 /**

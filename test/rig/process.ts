@@ -1,8 +1,9 @@
+import * as nodeFs from "node:fs"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { Duration, Effect, Option, Schedule } from "effect"
 import { withLiveClock } from "./exec.js"
 
-interface ProcStat {
+export interface ProcStat {
   readonly pid: number
   readonly comm: string
   readonly state: string
@@ -22,6 +23,15 @@ const parseStat = (pid: number, text: string): Option.Option<ProcStat> => {
   return Number.isInteger(parent)
     ? Option.some({ pid, comm: text.slice(open + 1, close), state, ppid: parent })
     : Option.none()
+}
+
+/** `/proc/<pid>/stat` read now, synchronously (for polling predicates); none once the process is gone. */
+export const statNow = (pid: number): Option.Option<ProcStat> => {
+  try {
+    return parseStat(pid, nodeFs.readFileSync(`/proc/${pid}/stat`, "utf8"))
+  } catch {
+    return Option.none()
+  }
 }
 
 const readStat = (fs: FileSystem.FileSystem, pid: number): Effect.Effect<Option.Option<ProcStat>> =>
