@@ -2,8 +2,6 @@ import * as fs from "node:fs"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { PostgresCluster, S3Endpoint } from "../rig/index.js"
-import { preparePlugin, sidecarFor } from "../rig/plugin.js"
 import type { Postgres } from "../rig/postgres.js"
 import {
   archivedThroughNudged,
@@ -13,7 +11,7 @@ import {
   missingSegments,
   readySegments,
   segmentRange,
-  verificationEnv,
+  startArchivingCluster,
 } from "./support.js"
 
 /**
@@ -48,17 +46,12 @@ layer(NodeContext.layer)("WAL archiving through outages (real PostgreSQL, pgBack
     "an unreachable S3 endpoint or an unwritable posix repository fails archiving; afterwards every segment arrives",
     () =>
       Effect.gen(function* () {
-        const s3 = yield* S3Endpoint.make({ bucket: "wal-outage" })
         // pgBackRest retries a refused connection until io-timeout (60 s by default); with 1 s a push to
         // the stopped endpoint fails after about 10 s (it tries both archive.info and its copy, several times).
-        const dirs = yield* preparePlugin({ s3, stanza: { customEnvVar: { PGBACKREST_IO_TIMEOUT: "1" } } })
-        const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: dirs.archiveCommand })
-        const sidecar = yield* sidecarFor(dirs, pg)
-        yield* sidecar.start()
-        const env = yield* verificationEnv(pg, s3, [
-          { kind: "s3", path: dirs.s3RepoPath },
-          { kind: "posix", path: dirs.posixRepo },
-        ])
+        const { s3, dirs, pg, env } = yield* startArchivingCluster({
+          bucket: "wal-outage",
+          stanza: () => ({ customEnvVar: { PGBACKREST_IO_TIMEOUT: "1" } }),
+        })
         const inBothRepositories = (first: string, last: string) =>
           Effect.gen(function* () {
             const expected = segmentRange(first, last)
