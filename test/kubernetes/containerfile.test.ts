@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import { builtinModules } from "node:module"
 import * as os from "node:os"
@@ -104,6 +104,27 @@ describe("Containerfile", () => {
     )
   })
 
+  it("fills V8's compile cache as the runtime user, with the ENTRYPOINT's flags (Node keys the cache on both)", () => {
+    const program = sidecarProgram()
+    const instructions = runtime?.instructions ?? []
+    const at = (keyword: string, args: string) =>
+      instructions.findIndex((instruction) => instruction.keyword === keyword && instruction.args === args)
+    const cache = `${path.dirname(program)}/compile-cache`
+    const created = at("RUN", `install -d -o 26 -g 26 ${cache}`)
+    const user = at("USER", "26:26")
+    const env = at("ENV", `NODE_COMPILE_CACHE=${cache}`)
+    const fill = at("RUN", ["node", ...NODE_FLAGS, program, "--version"].join(" "))
+    assert.isAtLeast(created, 0, "the cache directory belongs to uid 26")
+    assert.isAbove(user, created)
+    assert.isAbove(env, user)
+    assert.isAbove(fill, env, "filled after USER 26:26 and NODE_COMPILE_CACHE")
+    // Nothing after the fill may change what the program starts with.
+    assert.deepStrictEqual(
+      instructions.slice(fill + 1).map((instruction) => instruction.keyword),
+      ["ENTRYPOINT", "CMD"],
+    )
+  })
+
   it("installs pgBackRest, tini and CA certificates, and no build tools, in the runtime stage", () => {
     const run = all(runtime, "RUN")
       .map((instruction) => instruction.args)
@@ -183,6 +204,25 @@ describe("Containerfile", () => {
           assert.isTrue(fs.existsSync(file), `${source} is not built`)
         }
       }
+    })
+
+    it("fills, with `--version`, a compile cache that the program's next start with NODE_FLAGS accepts", () => {
+      const cache = path.join(scratch, "compile-cache")
+      const start = () =>
+        spawnSync(process.execPath, [...NODE_FLAGS, path.join(scratch, "dist/main.js"), "--version"], {
+          env: {
+            PATH: process.env.PATH ?? "/usr/bin:/bin",
+            NODE_COMPILE_CACHE: cache,
+            NODE_DEBUG_NATIVE: "COMPILE_CACHE",
+          },
+          encoding: "utf8",
+        })
+      const fill = start()
+      assert.strictEqual(fill.status, 0, fill.stderr)
+      assert.notMatch(fill.stderr, /was accepted/)
+      const next = start()
+      assert.strictEqual(next.status, 0, next.stderr)
+      assert.match(next.stderr, /V8 code cache for ESM file:\/\/\S+\/dist\/main\.js was accepted/)
     })
 
     it("builds a bundle that needs nothing but Node's own modules", () => {

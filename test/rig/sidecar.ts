@@ -14,6 +14,19 @@ export const MAIN_JS = path.join(PROJECT_ROOT, "dist/main.js")
 /** The Node that runs the bundle: the project's Node 24, which the postgres user can execute. */
 export const NODE = process.execPath
 
+/**
+ * V8's compiled code of the bundle, as the image keeps it (NODE_COMPILE_CACHE): the first sidecar
+ * fills it, the next ones start from it. Node keys it on the user and the flags, so it is the
+ * postgres user's to write.
+ */
+export const COMPILE_CACHE = path.join(PROJECT_ROOT, "dist/compile-cache")
+
+const compileCacheFor = (account: { readonly uid: number; readonly gid: number }): string => {
+  fs.mkdirSync(COMPILE_CACHE, { recursive: true })
+  fs.chownSync(COMPILE_CACHE, account.uid, account.gid)
+  return COMPILE_CACHE
+}
+
 export interface SidecarOptions {
   /** `instance` (a PostgreSQL pod's sidecar, the default) or `restore` (the full-recovery Job's). */
   readonly role?: "instance" | "restore"
@@ -92,7 +105,7 @@ export const makeSidecar = (
             "debug",
           ],
           {
-            env: { PATH: BASE_PATH, ...options.env },
+            env: { PATH: BASE_PATH, NODE_COMPILE_CACHE: compileCacheFor(account), ...options.env },
             stdio: ["ignore", out, out],
             cwd: "/",
             uid: account.uid,
