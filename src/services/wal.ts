@@ -1,7 +1,7 @@
 import * as path from "node:path"
 import { FileSystem } from "@effect/platform"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Clock, Effect, Option, Ref, Schedule, Schema } from "effect"
+import { Clock, Effect, Ref, Schedule, Schema } from "effect"
 import { archiveStanzaRef, decodeClusterDefinition, walRestoreStanzaRef } from "../domain/cluster.js"
 import {
   FailedPrecondition,
@@ -141,23 +141,30 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
     // PostgreSQL never puts a symbolic link where it archives from or restores to; pgBackRest follows
     // one (archive-get opens its destination without O_NOFOLLOW), so a link planted in pg_wal would
     // make it read or write outside PGDATA although the path itself checked out. readLink succeeds on
-    // a link only (a missing file is pgBackRest's to report). What a racing process may swap in after
-    // this check is beyond it: such a process can write PGDATA itself.
-    const refuseSymbolicLink = (field: string, file: string) =>
+    // a link only. A missing file is refused where it must exist (the segment to archive: pgBackRest
+    // would answer with an internal assertion in async mode) and fine where it is about to be written.
+    // What a racing process may swap in after this check is beyond it: such a process can write
+    // PGDATA itself.
+    const checkNotLink = (field: string, file: string, missing: "refused" | "allowed") =>
       fs.readLink(file).pipe(
-        Effect.option,
-        Effect.flatMap(
-          Option.match({
-            onNone: () => Effect.void,
-            onSome: () =>
-              Effect.fail(
-                new InvalidRequest({
-                  field,
-                  reason: `${path.basename(file)} in ${path.dirname(file)} is a symbolic link, not a file`,
-                }),
-              ),
-          }),
-        ),
+        Effect.matchEffect({
+          onFailure: (error) =>
+            missing === "refused" && error._tag === "SystemError" && error.reason === "NotFound"
+              ? Effect.fail(
+                  new InvalidRequest({
+                    field,
+                    reason: `${path.basename(file)} does not exist in ${path.dirname(file)}`,
+                  }),
+                )
+              : Effect.void,
+          onSuccess: () =>
+            Effect.fail(
+              new InvalidRequest({
+                field,
+                reason: `${path.basename(file)} in ${path.dirname(file)} is a symbolic link, not a file`,
+              }),
+            ),
+        }),
       )
 
     const handlers: EffectHandlers<typeof WALDefinition> = {
@@ -172,7 +179,7 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
         const cluster = yield* decodeClusterDefinition(request.clusterDefinition)
         const stanzaRef = yield* archiveStanzaRef(cluster)
         const source = yield* archiveSource("source_file_name", request.sourceFileName, settings.pgData)
-        yield* refuseSymbolicLink("source_file_name", source.path)
+        yield* checkNotLink("source_file_name", source.path, "refused")
         const namespace = cluster.metadata.namespace ?? settings.namespace
         yield* Effect.annotateCurrentSpan({ wal: source.name, stanzaRef })
         const resolved = yield* resolver.resolve(namespace, stanzaRef)
@@ -194,7 +201,7 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
           request.destinationFileName,
           settings.pgData,
         )
-        yield* refuseSymbolicLink("destination_file_name", destination)
+        yield* checkNotLink("destination_file_name", destination, "allowed")
         const stanzaRef = yield* walRestoreStanzaRef(cluster, role)
         const namespace = cluster.metadata.namespace ?? settings.namespace
         yield* Effect.annotateCurrentSpan({ wal: name, stanzaRef })

@@ -1,3 +1,4 @@
+import * as fsSync from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
@@ -236,7 +237,11 @@ describe("WAL paths from a hostile caller, on a live instance", () => {
         (source) =>
           Effect.gen(function* () {
             const result = yield* archive(live, source)
-            if (isDirectlyIn(live, source, WAL_NAME)) {
+            if (isDirectlyIn(live, source, WAL_NAME) && !fsSync.existsSync(source)) {
+              // Nothing to archive: refused by name, before pgBackRest (async mode would answer an assertion).
+              yield* expectRefused(live, result, "source_file_name")
+              assert.include(result.outcome.details, "does not exist")
+            } else if (isDirectlyIn(live, source, WAL_NAME)) {
               yield* expectValidRuns(live, result)
               assert.deepStrictEqual(
                 result.invocations
@@ -315,6 +320,17 @@ describe("WAL path regressions (issue 8)", () => {
       yield* expectRefused(live, result, "source_file_name")
       assert.include(result.outcome.details, "symbolic link")
     }),
+  )
+
+  it.scopedLive(
+    "WAL.Archive of a segment that does not exist names source_file_name, before pgBackRest",
+    () =>
+      Effect.gen(function* () {
+        const live = yield* startLiveInstance()
+        const result = yield* archive(live, path.join(live.walDir, "0000000100000000000000FE"))
+        yield* expectRefused(live, result, "source_file_name")
+        assert.include(result.outcome.details, "0000000100000000000000FE does not exist in")
+      }),
   )
 
   it.scopedLive("traversals, absolute paths outside PGDATA and the relative %p are refused", () =>

@@ -158,6 +158,11 @@ const setup = Effect.gen(function* () {
   const start = Effect.provide(Wal, walLayer(settings, script))
   const wal = yield* start
   const walPath = (name: string) => path.join(settings.pgData, "pg_wal", name)
+  // The segments PostgreSQL asks to archive exist (the fake pgBackRest does not read them).
+  yield* Effect.promise(async () => {
+    await fs.mkdir(walPath(""), { recursive: true })
+    for (const name of [SEGMENT, NEXT_SEGMENT]) await fs.writeFile(walPath(name), "")
+  })
   const request = (overrides: Partial<WALArchiveRequest> = {}): WALArchiveRequest => ({
     clusterDefinition: Buffer.from(JSON.stringify(cluster())),
     sourceFileName: walPath(SEGMENT),
@@ -453,6 +458,12 @@ describe("Wal.Archive", () => {
         request: (walPath) => ({ sourceFileName: walPath("archive_status") }),
         field: "source_file_name",
         reason: "not a WAL file name",
+      },
+      {
+        name: "a segment that does not exist (async pgBackRest would answer with an assertion)",
+        request: (walPath) => ({ sourceFileName: walPath("0000000100000000000000FE") }),
+        field: "source_file_name",
+        reason: "0000000100000000000000FE does not exist in",
       },
       {
         name: "a cluster_definition that is not JSON",
