@@ -18,34 +18,66 @@ const TRANSIENT: Readonly<Record<number, string>> = {
 /** The stanza's info files are gone from a repository: 55 file missing, 103 no valid repository. */
 const STANZA_MISSING_CODES: ReadonlySet<number> = new Set([55, 103])
 
+const NO_VALID_REPOSITORY = 103
+
 const COMMAND_ERROR = 104
 
-const repositoryErrors = (tail: string): ReadonlyArray<{ readonly name: string; readonly text: string }> =>
-  [...tail.matchAll(/repo\d+: \[(\w+)\] ([^\n]*)/g)].map((match) => ({
-    name: match[1] ?? "",
-    text: match[2] ?? "",
-  }))
+interface RepositoryError {
+  readonly name: string
+  readonly text: string
+  /** The indented `SomeError: ...` lines under it: why an info file could not be loaded. */
+  readonly causes: ReadonlyArray<string>
+}
+
+const repositoryErrors = (tail: string): ReadonlyArray<RepositoryError> => {
+  const errors: Array<{ name: string; text: string; causes: Array<string> }> = []
+  for (const line of tail.split("\n")) {
+    const repository = /repo\d+: \[(\w+)\] (.*)$/.exec(line)
+    if (repository !== null) {
+      errors.push({ name: repository[1] ?? "", text: repository[2] ?? "", causes: [] })
+      continue
+    }
+    const cause = /^\s+(\w+Error): /.exec(line)
+    if (cause !== null) {
+      errors[errors.length - 1]?.causes.push(cause[1] ?? "")
+    }
+  }
+  return errors
+}
+
+const TRANSIENT_NAMES: ReadonlySet<string> = new Set(Object.values(TRANSIENT))
+
+/**
+ * A repository that could not be reached, whether pgBackRest names the error itself or, when it
+ * could load neither archive.info nor its copy, only the causes (`[FormatError] unable to load info
+ * file ...` over two `HostConnectError:` lines, as an async archive-get reports a stopped S3).
+ */
+const unreachable = (error: RepositoryError): boolean =>
+  TRANSIENT_NAMES.has(error.name) ||
+  (error.causes.length > 0 && error.causes.every((cause) => TRANSIENT_NAMES.has(cause)))
 
 export const classifyFailure = (error: PgBackRestFailed): FailureKind => {
   if (error.exitCode in TRANSIENT) {
     return "transient"
   }
+  const errors = repositoryErrors(error.stderrTail)
+  // 103 "no valid repository" and 104 list each repository's error: none lost its stanza if every
+  // one of them was merely out of reach.
+  if (
+    (error.exitCode === NO_VALID_REPOSITORY || error.exitCode === COMMAND_ERROR) &&
+    errors.length > 0 &&
+    errors.every(unreachable)
+  ) {
+    return "transient"
+  }
   if (STANZA_MISSING_CODES.has(error.exitCode)) {
     return "stanza-missing"
   }
-  if (error.exitCode === COMMAND_ERROR) {
-    const errors = repositoryErrors(error.stderrTail)
-    if (
-      errors.some(
-        (item) => item.name === "FileMissingError" && item.text.includes("unable to load info file"),
-      )
-    ) {
-      return "stanza-missing"
-    }
-    const transient = new Set(Object.values(TRANSIENT))
-    if (errors.length > 0 && errors.every((item) => transient.has(item.name))) {
-      return "transient"
-    }
+  if (
+    error.exitCode === COMMAND_ERROR &&
+    errors.some((item) => item.name === "FileMissingError" && item.text.includes("unable to load info file"))
+  ) {
+    return "stanza-missing"
   }
   return "other"
 }

@@ -35,4 +35,41 @@ describe("classifyFailure", () => {
     assert.strictEqual(classifyFailure(mixed), "other")
     assert.strictEqual(classifyFailure(failed(104, "ERROR: [104]: something else")), "other")
   })
+
+  it("reads exit 103 as transient when every repository was only out of reach (S3 stopped)", () => {
+    // pgBackRest 2.45, archive-get with one S3 repository whose endpoint does not answer.
+    const named = failed(
+      103,
+      "WARN: repo1: [HostConnectError] unable to load info file '/r/archive/main/archive.info' or '/r/archive/main/archive.info.copy':\n" +
+        "      HostConnectError: unable to connect to 'localhost:9000 (127.0.0.1)': [111] Connection refused\n" +
+        "      HostConnectError: unable to connect to 'localhost:9000 (127.0.0.1)': [111] Connection refused\n" +
+        "      HINT: archive.info cannot be opened but is required to push/get WAL segments.\n" +
+        "ERROR: [103]: unable to find a valid repository",
+    )
+    assert.strictEqual(classifyFailure(named), "transient")
+    // An async archive-get reports it through its worker: the causes name what happened.
+    const wrapped = failed(
+      103,
+      "ERROR: [103]: unable to find a valid repository:\n" +
+        "       repo1: [FormatError] unable to load info file '/r/archive/main/archive.info' or '/r/archive/main/archive.info.copy':\n" +
+        "       HostConnectError: unable to connect to 'localhost:9000 (127.0.0.1)': [111] Connection refused\n" +
+        "       ServiceError: HTTP request failed with 503 (Slow Down)\n",
+    )
+    assert.strictEqual(classifyFailure(wrapped), "transient")
+    // The stanza is gone from the repository: not something waiting cures.
+    const missing = failed(
+      103,
+      "WARN: repo1: [FileMissingError] unable to load info file '/repo/archive/fx/archive.info' or '/repo/archive/fx/archive.info.copy':\n" +
+        "      FileMissingError: unable to open missing file '/repo/archive/fx/archive.info' for read\n" +
+        "      FileMissingError: unable to open missing file '/repo/archive/fx/archive.info.copy' for read\n" +
+        "ERROR: [103]: unable to find a valid repository",
+    )
+    assert.strictEqual(classifyFailure(missing), "stanza-missing")
+    const oneOfEach = failed(
+      103,
+      "repo1: [FormatError] unable to load info file 'a' or 'b':\n  HostConnectError: refused\n  HostConnectError: refused\n" +
+        "repo2: [FormatError] unable to load info file 'c' or 'd':\n  HostConnectError: refused\n  CryptoError: cipher\n",
+    )
+    assert.strictEqual(classifyFailure(oneOfEach), "stanza-missing")
+  })
 })
