@@ -19,6 +19,7 @@ import {
   TAIL,
   tailWindow,
 } from "../domain/pgbackrestOutput.js"
+import { MAX_STDOUT_BYTES } from "../domain/plugin.js"
 
 /** How the plugin runs pgBackRest; one value per process, read from the environment by `fromConfig`. */
 export class PgBackRestSettings extends Context.Tag("cnpg-pgbackrest/PgBackRestSettings")<
@@ -64,7 +65,8 @@ export class PgBackRestSettings extends Context.Tag("cnpg-pgbackrest/PgBackRestS
       ),
       maxStdoutBytes: Config.integer("CNPG_PGBACKREST_MAX_STDOUT_BYTES").pipe(
         Config.withDescription("largest stdout kept from one pgBackRest command"),
-        Config.withDefault(64 * 1024 * 1024),
+        // Sized with the heap cap in NODE_FLAGS: raising one means raising the other.
+        Config.withDefault(MAX_STDOUT_BYTES),
       ),
     }),
   )

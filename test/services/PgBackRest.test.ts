@@ -144,7 +144,7 @@ describe("pgbackrest output helpers", () => {
       const defaults = yield* read({ HOME: "/controller" })
       assert.strictEqual(defaults.binary, "pgbackrest")
       assert.strictEqual(defaults.home, "/controller")
-      assert.strictEqual(defaults.maxStdoutBytes, 64 * 1024 * 1024)
+      assert.strictEqual(defaults.maxStdoutBytes, 16 * 1024 * 1024)
       assert.isTrue(Duration.equals(defaults.timeout, Duration.minutes(30)))
       const set = yield* read({
         CNPG_PGBACKREST_BINARY: "/usr/bin/pgbackrest",
