@@ -48,9 +48,10 @@ const repositoryErrors = (tail: string): ReadonlyArray<RepositoryError> => {
 const TRANSIENT_NAMES: ReadonlySet<string> = new Set(Object.values(TRANSIENT))
 
 /**
- * A repository that could not be reached, whether pgBackRest names the error itself or, when it
- * could load neither archive.info nor its copy, only the causes (`[FormatError] unable to load info
- * file ...` over two `HostConnectError:` lines, as an async archive-get reports a stopped S3).
+ * A repository that could not be reached. pgBackRest 2.45 names the error itself when both loads of
+ * archive.info failed alike (`[HostConnectError] unable to load info file ...`, then exit 103); a
+ * wrapping type is read through its cause lines, and counts only if every cause is a connection or
+ * service error. A CryptoError cause (a wrong passphrase reads the same) is never taken as transient.
  */
 const unreachable = (error: RepositoryError): boolean =>
   TRANSIENT_NAMES.has(error.name) ||

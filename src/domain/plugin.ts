@@ -30,10 +30,10 @@ export const pluginMetadata = {
  *   173 MiB for the same CPU time.
  * - `--single-threaded`: no V8 background threads for compiling and collecting. The sidecar's heap is
  *   small, so the main thread collects it in a few milliseconds, and each helper thread no longer grows
- *   its own malloc arena: 1,000 archives end at 141 MiB instead of 177 MiB, the old generation stops
- *   growing after the first 100, and the calls take less CPU in all (the helpers were mostly overhead
- *   on two cores). Resident memory matters twice: Node starts pgBackRest with a fork, whose cost grows
- *   with it (0.8 ms at 53 MiB, 5 ms at 203 MiB on the benchmark machine).
+ *   its own malloc arena: 1,000 archives ended at 141 MiB instead of 177 MiB, and the calls took less
+ *   CPU in all (the helpers were mostly overhead on two cores). Resident memory matters twice: Node
+ *   starts pgBackRest with a fork, whose cost grows with it (0.8 ms at 53 MiB, 5 ms at 203 MiB on the
+ *   benchmark machine).
  * - `--max-old-space-size=128`: without a cap V8 lets the old generation grow far past what is live
  *   (about 30 MiB) before it collects, by an amount that depends on the call rate and varies from run
  *   to run: 1,000 quick WAL.Archive calls ended between 115 and 240 MiB resident. Capped, they end at

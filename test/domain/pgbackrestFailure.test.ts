@@ -47,7 +47,7 @@ describe("classifyFailure", () => {
         "ERROR: [103]: unable to find a valid repository",
     )
     assert.strictEqual(classifyFailure(named), "transient")
-    // An async archive-get reports it through its worker: the causes name what happened.
+    // A wrapping error type: its cause lines decide.
     const wrapped = failed(
       103,
       "ERROR: [103]: unable to find a valid repository:\n" +

@@ -19,7 +19,7 @@ export const NODE = process.execPath
  * fills it, the next ones start from it. Node keys it on the user and the flags, so it is the
  * postgres user's to write.
  */
-export const COMPILE_CACHE = path.join(PROJECT_ROOT, "dist/compile-cache")
+const COMPILE_CACHE = path.join(PROJECT_ROOT, "dist/compile-cache")
 
 const compileCacheFor = (account: { readonly uid: number; readonly gid: number }): string => {
   fs.mkdirSync(COMPILE_CACHE, { recursive: true })
