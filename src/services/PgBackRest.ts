@@ -91,11 +91,11 @@ export interface RunResult {
 /** `archive-get` of a segment (or history file) the repositories do not hold is not a failure. */
 export type ArchiveGetResult = { readonly found: true } | { readonly found: false }
 
-// archive-get exits 1, printing nothing at the default log levels, when no repository holds the file
-// (checked on pgBackRest 2.45; pgBackRest's own error codes start at 25).
 /** ArchiveTimeoutError: an asynchronous archive-push or archive-get whose worker did not report in time. */
 const ARCHIVE_TIMEOUT = 82
 
+// archive-get exits 1, printing nothing at the default log levels, when no repository holds the file
+// (checked on pgBackRest 2.45; pgBackRest's own error codes start at 25).
 const ARCHIVE_GET_MISSING = 1
 
 // archive-get also exits 1 when a repository could not be read (a stopped S3 endpoint): pgBackRest
