@@ -8,7 +8,7 @@ import { build } from "esbuild"
 // arguments, also the local run and the benchmark.
 const all = {
   main: "src/main.ts",
-  "local-run": "scripts/local-run.ts",
+  "local-run": "scripts/localRun.ts",
   bench: "bench/archive.ts",
   "bench-sidecar": "bench/sidecar.ts",
   "bench-launcher": "bench/launcher.ts",

@@ -1,12 +1,12 @@
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Effect, Either, Layer } from "effect"
-import { type CliCommand, type ClientCall, parseCommandLine, type SocketRole, USAGE } from "./domain/cli.js"
+import { type CliCommand, type ClientCall, parseCommandLine, type SocketRole, USAGE } from "./cli/args.js"
+import { LoggingLive } from "./cli/logging.js"
+import { archiveWal, backupStatusOf, checkHealth, takeBackup } from "./cli/pluginClient.js"
+import { restoreJob, restoreWal } from "./cli/restoreClient.js"
 import { PLUGIN_NAME, PLUGIN_VERSION, socketPath } from "./domain/plugin.js"
-import { InstanceLive, RestoreLive, type SocketRoleSettings } from "./layers/InstanceLive.js"
-import { LoggingLive } from "./layers/logging.js"
-import { OperatorLive } from "./layers/OperatorLive.js"
-import { archiveWal, backupStatusOf, checkHealth, takeBackup } from "./services/pluginClient.js"
-import { restoreJob, restoreWal } from "./services/restoreClient.js"
+import { InstanceLive, RestoreLive, type SocketRoleSettings } from "./instance/layer.js"
+import { OperatorLive } from "./operator/layer.js"
 
 const HEALTHCHECK_TIMEOUT_MS = 5_000
 

@@ -1,14 +1,13 @@
 import { Either, ParseResult, Schema } from "effect"
 import { decodeWithPath } from "./decode.js"
 import type { InvalidRequest } from "./errors.js"
+import { BACKUP_TYPES, type BackupType } from "./pgbackrestInfo.js"
 
 /**
  * The parameters of a plugin Backup (`Backup.spec.pluginConfiguration.parameters`, also what the
  * operator passes to `Backup.Backup`), decoded against the repositories of the Cluster's Stanza.
  * Shared by the operator-side Pre hook (early check) and the instance-side Backup service.
  */
-export const BACKUP_TYPES = ["full", "diff", "incr"] as const
-export type BackupType = (typeof BACKUP_TYPES)[number]
 
 export interface BackupParameters {
   /** pgBackRest's repository number, from 1 (S3 repositories first, then posix ones); default 1. */
@@ -71,47 +70,3 @@ export const decodeBackupParameters = (
       backupType: decoded.backupType ?? "full",
     })),
   )
-
-/**
- * The parts of a `Backup` (as the ReconcilerHooks receive it in `resource_definition`) that say
- * whether this plugin takes it and with which parameters. Read leniently: the object has many more
- * fields, and a fork of CloudNativePG may use another API group.
- */
-export const PluginBackup = Schema.Struct({
-  apiVersion: Schema.optional(Schema.String),
-  metadata: Schema.Struct({ name: Schema.String, namespace: Schema.optional(Schema.String) }),
-  spec: Schema.optionalWith(
-    Schema.Struct({
-      method: Schema.optional(Schema.String),
-      pluginConfiguration: Schema.optional(
-        Schema.Struct({
-          name: Schema.String,
-          parameters: Schema.optional(
-            Schema.NullOr(Schema.Record({ key: Schema.String, value: Schema.String })),
-          ),
-        }),
-      ),
-    }),
-    { default: () => ({}) },
-  ),
-  status: Schema.optional(Schema.Struct({ phase: Schema.optional(Schema.String) })),
-})
-export type PluginBackup = typeof PluginBackup.Type
-
-/** Where the Backup lives in the API: its own apiVersion, as a fork of CloudNativePG may change the group. */
-export const backupResource = (backup: PluginBackup) => {
-  const [group = "postgresql.cnpg.io", version = "v1"] = (backup.apiVersion ?? "")
-    .split("/")
-    .filter((p) => p !== "")
-  return { group, version, plural: "backups", kind: "Backup" }
-}
-
-/** The status CloudNativePG itself writes for a failed Backup (`BackupStatus.SetAsFailed`). */
-export const failedBackupStatus = (error: InvalidRequest) => ({
-  phase: "failed",
-  error: error.message,
-  method: "plugin",
-})
-
-export const decodePluginBackup: (input: unknown) => Either.Either<PluginBackup, InvalidRequest> =
-  decodeWithPath(PluginBackup, "resource_definition", { strict: false })

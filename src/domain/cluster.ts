@@ -1,5 +1,5 @@
 import { Either, Option, Schema } from "effect"
-import { decodeWithPath } from "./decode.js"
+import { decodeWithPath, parseJsonBytes } from "./decode.js"
 import { InvalidRequest } from "./errors.js"
 import { isObjectName, NamespaceName, OBJECT_NAME_RULE, ObjectName } from "./kubernetesName.js"
 import { PLUGIN_NAME } from "./plugin.js"
@@ -74,10 +74,15 @@ export const decodeCluster: (input: unknown) => Either.Either<Cluster, InvalidRe
 
 /** The Cluster JSON the operator puts in `cluster_definition`, decoded. */
 export const decodeClusterDefinition = (bytes: Uint8Array): Either.Either<Cluster, InvalidRequest> =>
-  Either.try({
-    try: () => JSON.parse(new TextDecoder().decode(bytes)) as unknown,
-    catch: () => new InvalidRequest({ field: "cluster_definition", reason: "is not valid JSON" }),
-  }).pipe(Either.flatMap(decodeCluster))
+  parseJsonBytes(bytes, "cluster_definition").pipe(Either.flatMap(decodeCluster))
+
+/**
+ * The Cluster's namespace. CloudNativePG always sends it; a Cluster decoded leniently without one is
+ * taken to live in `fallback`: the sidecar's own namespace (its pod is the Cluster's), or Kubernetes'
+ * `default` on the operator side.
+ */
+export const clusterNamespace = (cluster: Cluster, fallback = "default"): string =>
+  cluster.metadata.namespace ?? fallback
 
 /** This plugin's entry in `spec.plugins`, if the Cluster enables it. */
 export const ownPluginEntry = (cluster: Cluster): Option.Option<typeof PluginEntry.Type> =>

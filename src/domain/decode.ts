@@ -1,6 +1,13 @@
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidRequest } from "./errors.js"
 
+/** A JSON document from a request's bytes field (`cluster_definition`, ...); the error names the field. */
+export const parseJsonBytes = (bytes: Uint8Array, field: string): Either.Either<unknown, InvalidRequest> =>
+  Either.try({
+    try: (): unknown => JSON.parse(new TextDecoder().decode(bytes)),
+    catch: () => new InvalidRequest({ field, reason: "is not valid JSON" }),
+  })
+
 /** `spec.s3Repositories[0].bucket` from Effect's issue path. */
 export const fieldPath = (prefix: string, path: ReadonlyArray<PropertyKey>): string =>
   path.reduce<string>(

@@ -1,9 +1,10 @@
 import { Schema } from "effect"
+import { FailureReason } from "./pgbackrestFailure.js"
 
 /**
  * Every failure the plugin can report. Each is a tagged error with structured fields; `message` is
  * what a user reads (in the gRPC status, in logs). None of them ever carries a secret value.
- * `src/domain/status.ts` maps each to one gRPC status code.
+ * `src/grpc/status.ts` maps each to one gRPC status code.
  */
 
 /** The request (or a resource it points at) is malformed: names the offending field. */
@@ -69,6 +70,8 @@ export class PgBackRestFailed extends Schema.TaggedError<PgBackRestFailed>()("Pg
   command: Schema.String,
   exitCode: Schema.Number,
   stderrTail: Schema.String,
+  /** What the failure means, decided once where it was born (`classifyFailure`, in the runner). */
+  reason: FailureReason,
 }) {
   override get message(): string {
     const tail = this.stderrTail.trim()

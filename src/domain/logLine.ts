@@ -1,5 +1,8 @@
 import { Cause, HashMap, LogLevel } from "effect"
-import type { LogLevelName } from "./cli.js"
+
+/** Log levels accepted by `--log-level`; CloudNativePG spells warn as `warning`. */
+export const LOG_LEVELS = ["error", "warning", "warn", "info", "debug", "trace"] as const
+export type LogLevelName = (typeof LOG_LEVELS)[number]
 
 /** Effect's log level for a `--log-level` value. */
 export const effectLogLevel = (name: LogLevelName): LogLevel.LogLevel => {

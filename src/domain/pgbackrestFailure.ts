@@ -1,11 +1,27 @@
-import type { PgBackRestFailed } from "./errors.js"
+import { Schema } from "effect"
 
 /**
- * What a failed pgBackRest command means for the caller. pgBackRest exits with its error code when
- * one repository is involved; with several, archive-push and archive-get try every repository and
- * exit 104 ("command encountered error(s)"), listing each repository's error as `repoN: [Name] ...`.
+ * What a failed pgBackRest command means for the caller, decided once, by the runner, from the exit
+ * code and what pgBackRest printed. pgBackRest exits with its error code when one repository is
+ * involved; with several, archive-push and archive-get try every repository and exit 104 ("command
+ * encountered error(s)"), listing each repository's error as `repoN: [Name] ...`.
+ * - `transient`: every repository involved was out of reach, answered 5xx, timed out, or a lock was
+ *   held: the same command may succeed later.
+ * - `stanza-missing`: a repository lost the stanza's info files.
+ * - `archive-timeout`: an asynchronous archive-push or archive-get whose worker did not report in time.
+ * - `absent`: archive-get read every repository and none holds the file.
+ * - `repository-unreadable`: archive-get found the file nowhere, but a repository could not be read.
+ * - `other`: anything else.
  */
-export type FailureKind = "transient" | "stanza-missing" | "other"
+export const FailureReason = Schema.Literal(
+  "transient",
+  "stanza-missing",
+  "archive-timeout",
+  "absent",
+  "repository-unreadable",
+  "other",
+)
+export type FailureReason = typeof FailureReason.Type
 
 /** Cannot connect (49), the store answered with an error such as a 5xx (101), timeout (66), lock held (50). */
 const TRANSIENT: Readonly<Record<number, string>> = {
@@ -19,6 +35,18 @@ const TRANSIENT: Readonly<Record<number, string>> = {
 const STANZA_MISSING_CODES: ReadonlySet<number> = new Set([55, 103])
 
 const NO_VALID_REPOSITORY = 103
+
+/** ArchiveTimeoutError: an asynchronous archive-push or archive-get whose worker did not report in time. */
+const ARCHIVE_TIMEOUT = 82
+
+// archive-get exits 1, printing nothing at the default log levels, when no repository holds the file
+// (checked on pgBackRest 2.45; pgBackRest's own error codes start at 25).
+const ARCHIVE_GET_MISSING = 1
+
+// archive-get also exits 1 when a repository could not be read (a stopped S3 endpoint): pgBackRest
+// 2.45 warns `WARN: repo1: [HostConnectError] ...` and reports the file missing if no other repository
+// has it. The file may be in the unreadable repository, so that is not an answer of "absent".
+const UNREADABLE_REPOSITORY = /^WARN: repo\d+: /m
 
 const COMMAND_ERROR = 104
 
@@ -57,7 +85,20 @@ const unreachable = (error: RepositoryError): boolean =>
   TRANSIENT_NAMES.has(error.name) ||
   (error.causes.length > 0 && error.causes.every((cause) => TRANSIENT_NAMES.has(cause)))
 
-export const classifyFailure = (error: PgBackRestFailed): FailureKind => {
+/** What pgBackRest reported when it failed: its exit code and the end of its output. */
+export interface FailureOutput {
+  readonly exitCode: number
+  readonly stderrTail: string
+}
+
+/** Called by the runner for every failed command; everyone else reads `PgBackRestFailed.reason`. */
+export const classifyFailure = (error: FailureOutput): FailureReason => {
+  if (error.exitCode === ARCHIVE_GET_MISSING) {
+    return UNREADABLE_REPOSITORY.test(error.stderrTail) ? "repository-unreadable" : "absent"
+  }
+  if (error.exitCode === ARCHIVE_TIMEOUT) {
+    return "archive-timeout"
+  }
   if (error.exitCode in TRANSIENT) {
     return "transient"
   }

@@ -1,9 +1,14 @@
-import { Schema } from "effect"
+import { Effect, Schema } from "effect"
+import { Unavailable } from "./errors.js"
 
 /**
  * The parts of `pgbackrest info --output=json` the plugin reads. Decoded leniently (pgBackRest adds
  * fields between versions); `system-id` does not fit a double and arrives as a string.
  */
+/** pgBackRest's backup types: full, differential (since the last full), incremental (since the last backup). */
+export const BACKUP_TYPES = ["full", "diff", "incr"] as const
+export type BackupType = (typeof BACKUP_TYPES)[number]
+
 const Status = Schema.Struct({ code: Schema.Number, message: Schema.String })
 
 export const InfoArchive = Schema.Struct({
@@ -15,7 +20,7 @@ export const InfoArchive = Schema.Struct({
 
 export const InfoBackup = Schema.Struct({
   label: Schema.String,
-  type: Schema.Literal("full", "diff", "incr"),
+  type: Schema.Literal(...BACKUP_TYPES),
   prior: Schema.NullOr(Schema.String),
   timestamp: Schema.Struct({ start: Schema.Number, stop: Schema.Number }),
   archive: Schema.Struct({ start: Schema.NullOr(Schema.String), stop: Schema.NullOr(Schema.String) }),
@@ -36,6 +41,13 @@ export const InfoStanza = Schema.Struct({
 export type InfoStanza = typeof InfoStanza.Type
 
 export const PgBackRestInfo = Schema.Array(InfoStanza)
+export type PgBackRestInfo = typeof PgBackRestInfo.Type
+
+/** Checks parsed `info` JSON: a listing the plugin cannot read is UNAVAILABLE, not a crash. */
+export const decodeInfo = (json: unknown): Effect.Effect<PgBackRestInfo, Unavailable> =>
+  Schema.decodeUnknown(PgBackRestInfo)(json).pipe(
+    Effect.mapError((error) => new Unavailable({ what: "pgbackrest info", reason: error.message })),
+  )
 
 /**
  * Repositories in which the stanza already holds WAL or backups. An empty list means a new cluster

@@ -1,4 +1,3 @@
-import * as os from "node:os"
 import { Option, Schema } from "effect"
 
 /** What replaces a secret value in anything the plugin reports. */
@@ -147,12 +146,6 @@ export const failureTail = (stdout: Uint8Array, stderr: ByteTail, secrets: Reado
     secrets,
     TAIL,
   )
-}
-
-/** A process killed by a signal, as a shell reports it: 128 + the signal's number (-1 if unknown). */
-export const signalExitCode = (signal: string | undefined): number => {
-  const number = Object.entries(os.constants.signals).find(([name]) => name === signal)?.[1]
-  return number === undefined ? -1 : 128 + number
 }
 
 /** The version `pgbackrest version` prints (`pgBackRest 2.45`, `pgBackRest 2.54.2`, `pgBackRest 2.56.0dev`). */

@@ -1,5 +1,6 @@
 import { Either, Schema } from "effect"
 import type { Cluster } from "./cluster.js"
+import { clusterNamespace } from "./cluster.js"
 import { PLUGIN_NAME } from "./plugin.js"
 import type { Stanza } from "./stanza.js"
 import { secretUses } from "./stanzaEnv.js"
@@ -77,8 +78,6 @@ export interface RoleBinding {
 
 /** `<cluster>-pgbackrest`: the name of both the Role and the RoleBinding. */
 export const rbacName = (cluster: Cluster): string => `${cluster.metadata.name}-pgbackrest`
-
-export const clusterNamespace = (cluster: Cluster): string => cluster.metadata.namespace ?? "default"
 
 const sortedUnique = (values: Iterable<string>): ReadonlyArray<string> => [...new Set(values)].sort()
 

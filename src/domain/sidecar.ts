@@ -1,9 +1,9 @@
 import { Either, Option, Schema } from "effect"
-import type { LogLevelName } from "./cli.js"
 import { type Cluster, decodeCluster, ownPluginEntry } from "./cluster.js"
 import { decodeWithPath } from "./decode.js"
 import { InvalidRequest } from "./errors.js"
 import { appendTo, type JsonPatchOperation } from "./jsonPatch.js"
+import type { LogLevelName } from "./logLine.js"
 import { PLUGIN_NAME } from "./plugin.js"
 
 /** The injected container's name, in instance Pods and in the full-recovery Job's pod template. */

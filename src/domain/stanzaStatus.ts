@@ -1,5 +1,5 @@
 import { Option, Predicate, Schema } from "effect"
-import type { InfoBackup, InfoStanza } from "./pgbackrestInfo.js"
+import type { BackupType, InfoBackup, InfoStanza } from "./pgbackrestInfo.js"
 
 /**
  * The Stanza's `status`, computed from `pgbackrest info` and from what this sidecar saw happen (the last
@@ -8,8 +8,6 @@ import type { InfoBackup, InfoStanza } from "./pgbackrestInfo.js"
  * as it was (the last failed backup, which a restarted sidecar no longer knows).
  */
 
-export type BackupType = InfoBackup["type"]
-export const BACKUP_TYPES: ReadonlyArray<BackupType> = ["full", "diff", "incr"]
 export type BackupCounts = { readonly [T in BackupType]: number }
 
 /** A Kubernetes condition (`metav1.Condition` without observedGeneration). */

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { decodeBackupParameters, decodePluginBackup } from "../../src/domain/backupParameters.js"
+import { decodeBackupParameters } from "../../src/domain/backupParameters.js"
+import { decodeBackupResource } from "../../src/domain/backupResource.js"
 
 const problem = (parameters: Record<string, string>, count: number, prefix?: string): string =>
   Either.match(decodeBackupParameters(parameters, count, prefix), {
@@ -61,7 +62,7 @@ describe("Backup parameters", () => {
 
 describe("a Backup as the reconciler hooks receive it", () => {
   it("reads the plugin configuration leniently", () => {
-    const backup = decodePluginBackup({
+    const backup = decodeBackupResource({
       apiVersion: "postgresql.cnpg.io/v1",
       kind: "Backup",
       metadata: { name: "b", namespace: "db", uid: "u", managedFields: [] },
@@ -75,6 +76,6 @@ describe("a Backup as the reconciler hooks receive it", () => {
     if (Either.isRight(backup)) {
       assert.strictEqual(backup.right.spec.pluginConfiguration?.parameters?.backupType, "diff")
     }
-    assert.isTrue(Either.isRight(decodePluginBackup({ metadata: { name: "b" } })))
+    assert.isTrue(Either.isRight(decodeBackupResource({ metadata: { name: "b" } })))
   })
 })

@@ -1,9 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
-import { PgBackRestFailed } from "../../src/domain/errors.js"
 import { classifyFailure } from "../../src/domain/pgbackrestFailure.js"
 
-const failed = (exitCode: number, stderrTail = "") =>
-  new PgBackRestFailed({ command: "archive-push", exitCode, stderrTail })
+const failed = (exitCode: number, stderrTail = "") => ({ exitCode, stderrTail })
 
 describe("classifyFailure", () => {
   it("reads single-repository exit codes", () => {
@@ -12,7 +10,7 @@ describe("classifyFailure", () => {
     assert.strictEqual(classifyFailure(failed(103)), "stanza-missing")
     assert.strictEqual(classifyFailure(failed(55)), "stanza-missing")
     assert.strictEqual(classifyFailure(failed(44)), "other")
-    assert.strictEqual(classifyFailure(failed(82)), "other")
+    assert.strictEqual(classifyFailure(failed(82)), "archive-timeout")
   })
 
   it("reads the per-repository errors of exit 104 (several repositories)", () => {

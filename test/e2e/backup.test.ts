@@ -5,12 +5,12 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Schema } from "effect"
 import { Status } from "nice-grpc"
+import { PLUGIN_NAME, PLUGIN_VERSION } from "../../src/domain/plugin.js"
 import {
   ANNOTATION_BACKUP_NAME,
   ANNOTATION_BACKUP_UID,
   ANNOTATION_CLUSTER,
-} from "../../src/domain/backupResult.js"
-import { PLUGIN_NAME, PLUGIN_VERSION } from "../../src/domain/plugin.js"
+} from "../../src/instance/backupResult.js"
 import { MAIN_JS, NODE } from "../rig/sidecar.js"
 import {
   assertResultMatches,

@@ -3,9 +3,9 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { createClient } from "nice-grpc"
+import { backupResource, socketChannel } from "../../src/cli/pluginClient.js"
 import { BackupDefinition } from "../../src/generated/backup.js"
 import { MetricsDefinition } from "../../src/generated/metrics.js"
-import { backupResource, socketChannel } from "../../src/services/pluginClient.js"
 import { archivedThrough, eventually, restoreCluster, startArchivingCluster } from "./support.js"
 
 const cluster = (file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(file, "utf8"))

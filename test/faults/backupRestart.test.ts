@@ -4,8 +4,8 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Duration, Effect, Fiber, Option } from "effect"
 import { Status } from "nice-grpc"
-import { ANNOTATION_BACKUP_UID } from "../../src/domain/backupResult.js"
-import { CANCEL_GRACE, SHUTDOWN_GRACE } from "../../src/layers/grpc.js"
+import { CANCEL_GRACE, SHUTDOWN_GRACE } from "../../src/grpc/server.js"
+import { ANNOTATION_BACKUP_UID } from "../../src/instance/backupResult.js"
 import { assertResultMatches, byUid, infoBackups, succeeded, waitUntil } from "../e2e/backupSupport.js"
 import { eventually, readySegments } from "../e2e/support.js"
 import { withLiveClock } from "../rig/exec.js"
@@ -80,7 +80,7 @@ const restartDuringBackup = (signal: "SIGTERM" | "SIGKILL", bucket: string) =>
     if (sidecarPid === undefined) return assert.fail("the sidecar is not running")
     const faultAt = Date.now()
     process.kill(sidecarPid, signal)
-    // A graceful stop drains the calls in flight (SHUTDOWN_GRACE in src/layers/grpc.ts) and must
+    // A graceful stop drains the calls in flight (SHUTDOWN_GRACE in src/grpc/server.ts) and must
     // stop its pgBackRest before it exits; the rig's own stop() waits only 30 s, so wait here.
     yield* waitUntil(`the sidecar to exit on ${signal}`, () => !isRunning(sidecarPid), 240_000, 10)
     const downAt = Date.now()

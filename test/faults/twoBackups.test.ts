@@ -2,7 +2,7 @@ import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { Status } from "nice-grpc"
-import { ANNOTATION_BACKUP_UID } from "../../src/domain/backupResult.js"
+import { ANNOTATION_BACKUP_UID } from "../../src/instance/backupResult.js"
 import {
   assertResultMatches,
   type BackupCall,
@@ -23,7 +23,7 @@ import {
 /**
  * Two Backup.Backup calls sent at once, as when a ScheduledBackup fires while someone creates a Backup
  * by hand. The Backup service takes one backup per stanza at a time and refuses another at once with
- * FAILED_PRECONDITION (src/services/backup.ts, `exclusive`) rather than queueing it for hours.
+ * FAILED_PRECONDITION (src/instance/backup.ts, `exclusive`) rather than queueing it for hours.
  */
 const concurrentPair = (
   rig: FaultRig,

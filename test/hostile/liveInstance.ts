@@ -5,7 +5,7 @@ import { ConfigProvider, Effect, Layer, Logger, LogLevel, Runtime } from "effect
 import fc from "fast-check"
 import { PLUGIN_NAME, socketPath } from "../../src/domain/plugin.js"
 import { GetPluginMetadataResponse } from "../../src/generated/identity.js"
-import { InstanceLive } from "../../src/layers/InstanceLive.js"
+import { InstanceLive } from "../../src/instance/layer.js"
 import { tempDir } from "../support/tempDir.js"
 import { breaksLine } from "./arbitraries.js"
 

@@ -1,14 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
 import fc from "fast-check"
-import {
-  BACKUP_TYPES,
-  decodeBackupParameters,
-  decodePluginBackup,
-} from "../../src/domain/backupParameters.js"
+import { decodeBackupParameters } from "../../src/domain/backupParameters.js"
+import { decodeBackupResource } from "../../src/domain/backupResource.js"
 import { archiveStanzaRef, decodeCluster, walRestoreStanzaRef } from "../../src/domain/cluster.js"
 import { InvalidRequest } from "../../src/domain/errors.js"
 import { isObjectName, OBJECT_NAME_RULE } from "../../src/domain/kubernetesName.js"
+import { BACKUP_TYPES } from "../../src/domain/pgbackrestInfo.js"
 import { PLUGIN_NAME } from "../../src/domain/plugin.js"
 import { hostileJson, hostileString } from "./arbitraries.js"
 
@@ -138,7 +136,7 @@ describe("hostile Backup parameters", () => {
     const parameters = fc.dictionary(parameterName, hostileJson, { maxKeys: 4 })
     fc.assert(
       fc.property(parameters, (values) => {
-        const decoded = decodePluginBackup({
+        const decoded = decodeBackupResource({
           apiVersion: "postgresql.cnpg.io/v1",
           metadata: { name: "backup-1", namespace: "db" },
           spec: { method: "plugin", pluginConfiguration: { name: PLUGIN_NAME, parameters: values } },

@@ -6,7 +6,7 @@ import { PLUGIN_NAME } from "../../src/domain/plugin.js"
 import { BackupRequest, BackupResult } from "../../src/generated/backup.js"
 import { CollectMetricsRequest } from "../../src/generated/metrics.js"
 import { WALArchiveRequest, WALRestoreRequest } from "../../src/generated/wal.js"
-import { MAX_RECEIVE_MESSAGE_BYTES } from "../../src/layers/grpc.js"
+import { MAX_RECEIVE_MESSAGE_BYTES } from "../../src/grpc/server.js"
 import {
   applyMutation,
   breaksLine,
@@ -420,7 +420,7 @@ describe("hostile CNPG-I requests on a live instance socket", () => {
 
   // Error messages quote the offending value (Effect Schema's "actual ...", a name). Past 64 KiB a status
   // trailer is more than a Node.js client accepts: it sees INTERNAL "Protocol error" and its connection
-  // is unusable after. src/domain/status.ts bounds every status message; a 1 MiB stanzaRef is no longer
+  // is unusable after. src/grpc/status.ts bounds every status message; a 1 MiB stanzaRef is no longer
   // even looked up, since it is not an object name.
   it.scopedLive("a 1 MiB stanzaRef is refused, briefly, on a connection that stays usable", () =>
     Effect.gen(function* () {

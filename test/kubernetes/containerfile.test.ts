@@ -5,7 +5,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { NODE_FLAGS } from "../../src/domain/plugin.js"
+import { NODE_FLAGS } from "../../src/cli/nodeFlags.js"
 import { sidecarPatch } from "../../src/domain/sidecar.js"
 import { ROOT, read } from "./support.js"
 

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { decodeBackupDefinition } from "../../src/domain/backup.js"
-import { decodeBackupParameters, decodePluginBackup } from "../../src/domain/backupParameters.js"
+import { decodeBackupParameters } from "../../src/domain/backupParameters.js"
+import { decodeBackupDefinition, decodeBackupResource } from "../../src/domain/backupResource.js"
 import { archiveStanzaRef, type Cluster, decodeCluster } from "../../src/domain/cluster.js"
 import { referencedStanzas } from "../../src/domain/clusterStanzas.js"
 import { PLUGIN_NAME } from "../../src/domain/plugin.js"
@@ -106,7 +106,7 @@ describe("examples/", () => {
   describe("Backups and ScheduledBackups go through the plugin with valid parameters", () => {
     for (const { file, object } of [...ofKind("Backup"), ...ofKind("ScheduledBackup")]) {
       it(`${file}: ${metadataName(object)}`, () => {
-        const backup = decodePluginBackup(object)
+        const backup = decodeBackupResource(object)
         if (Either.isLeft(backup)) {
           return fail(backup.left.message)
         }

@@ -145,15 +145,11 @@ describe("kubernetes/kustomization.yaml", () => {
 })
 
 describe("manifest.yaml", () => {
-  it("is what scripts/build-manifest.mjs builds from kubernetes/ (run it after editing kubernetes/)", () => {
-    const built = execFileSync(
-      process.execPath,
-      [path.join(ROOT, "scripts/build-manifest.mjs"), "--stdout"],
-      {
-        cwd: ROOT,
-        encoding: "utf8",
-      },
-    )
+  it("is what scripts/buildManifest.mjs builds from kubernetes/ (run it after editing kubernetes/)", () => {
+    const built = execFileSync(process.execPath, [path.join(ROOT, "scripts/buildManifest.mjs"), "--stdout"], {
+      cwd: ROOT,
+      encoding: "utf8",
+    })
     assert.strictEqual(manifestText, built)
   })
 

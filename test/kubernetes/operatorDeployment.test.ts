@@ -1,14 +1,14 @@
 import * as fs from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { Either } from "effect"
-import { backupResource, decodePluginBackup } from "../../src/domain/backupParameters.js"
-import { parseCommandLine } from "../../src/domain/cli.js"
+import { Resources } from "../../src/adapters/kubernetesResource.js"
+import { parseCommandLine } from "../../src/cli/args.js"
+import { backupApiResource, decodeBackupResource } from "../../src/domain/backupResource.js"
 import { decodeCluster } from "../../src/domain/cluster.js"
 import { PLUGIN_NAME } from "../../src/domain/plugin.js"
 import { roleFor } from "../../src/domain/rbac.js"
 import { SIDECAR_NAME, sidecarPatch } from "../../src/domain/sidecar.js"
 import { decodeStanza } from "../../src/domain/stanza.js"
-import { Resources } from "../../src/services/kubernetesResource.js"
 import { exampleStanzas } from "./corpus.js"
 import { at, isObject, type Json, type Manifest, metadataName, rawManifests, read } from "./support.js"
 
@@ -208,9 +208,9 @@ describe("the operator-side RBAC", () => {
   const clusterRole = find("ClusterRole", "pgbackrest-plugin")
   const granted = grants(at(clusterRole, "rules"))
 
-  /** What src/services/reconciler.ts does with the API. */
+  /** What src/operator/reconcilerHooks.ts does with the API. */
   const ownNeeds = (): ReadonlyMap<string, ReadonlySet<string>> => {
-    const backup = decodePluginBackup({ apiVersion: "postgresql.cnpg.io/v1", metadata: { name: "b" } })
+    const backup = decodeBackupResource({ apiVersion: "postgresql.cnpg.io/v1", metadata: { name: "b" } })
     assert.isTrue(Either.isRight(backup))
     return new Map([
       // lookupStanza: kubernetes.getStanza
@@ -220,7 +220,7 @@ describe("the operator-side RBAC", () => {
       [key(Resources.roleBinding), new Set(["get", "create", "update"])],
       // failBackup: kubernetes.patchStatus on the Backup's status subresource
       [
-        key(Either.isRight(backup) ? backupResource(backup.right) : { group: "?", plural: "?" }, "status"),
+        key(Either.isRight(backup) ? backupApiResource(backup.right) : { group: "?", plural: "?" }, "status"),
         new Set(["patch"]),
       ],
     ])

@@ -29,7 +29,7 @@ const meaningful = (part: string): boolean =>
  * The documents of a YAML stream exactly as written. `loadAllYaml` turns built-in kinds into the
  * client's typed models (unknown fields dropped, `x-kubernetes-*` renamed), so each document is
  * loaded under a wrapper key, where it is not a Kubernetes object and stays as it is. The same trick
- * as scripts/build-manifest.mjs.
+ * as scripts/buildManifest.mjs.
  */
 export const rawDocuments = (text: string): ReadonlyArray<Json> =>
   text

@@ -1,10 +1,10 @@
-// Run by test/services/heapCap.test.ts, bundled, under the sidecar's Node flags: one pgBackRest `info`
+// Run by test/adapters/heapCap.test.ts, bundled, under the sidecar's Node flags: one pgBackRest `info`
 // whose stdout is as large as the limit allows, through the plugin's own path (the PgBackRest service
 // collects it, `info` parses it, the status code decodes it). Prints the number of backups it read.
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Duration, Effect, Layer, Schema } from "effect"
+import { PgBackRest, PgBackRestSettings } from "../../src/adapters/pgBackRest.js"
 import { PgBackRestInfo } from "../../src/domain/pgbackrestInfo.js"
-import { PgBackRest, PgBackRestSettings } from "../../src/services/PgBackRest.js"
 
 const [binary = "", file = "", limit = "0"] = process.argv.slice(2)
 

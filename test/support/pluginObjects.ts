@@ -1,5 +1,5 @@
 import { Context, Effect, Layer, Logger } from "effect"
-import { Kubernetes } from "../../src/services/Kubernetes.js"
+import { Kubernetes } from "../../src/adapters/kubernetes.js"
 import { fakeApiServer, kubeConfigFor } from "./fakeApiServer.js"
 
 /** Manifests of the objects the operator-side services read, for tests against the fake API server. */
