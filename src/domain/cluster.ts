@@ -1,4 +1,4 @@
-import { Either, Option, Schema } from "effect"
+import { Effect, Either, Option, Schema } from "effect"
 import { decodeWithPath, parseJsonBytes } from "./decode.js"
 import { InvalidRequest } from "./errors.js"
 import { isObjectName, NamespaceName, OBJECT_NAME_RULE, ObjectName } from "./kubernetesName.js"
@@ -41,6 +41,7 @@ export const Cluster = Schema.Struct({
     name: ObjectName,
     namespace: Schema.optional(NamespaceName),
     uid: Schema.optional(Schema.String),
+    annotations: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String })),
   }),
   spec: Schema.optionalWith(
     Schema.Struct({
@@ -63,6 +64,14 @@ export const Cluster = Schema.Struct({
     }),
     { default: () => ({}) },
   ),
+  /** What CloudNativePG stored from each plugin's SetStatusInCluster answer (a JSON text). */
+  status: Schema.optional(
+    Schema.Struct({
+      pluginStatus: Schema.optional(
+        Schema.Array(Schema.Struct({ name: Schema.String, status: Schema.optional(Schema.String) })),
+      ),
+    }),
+  ),
 })
 export type Cluster = typeof Cluster.Type
 
@@ -83,6 +92,29 @@ export const decodeClusterDefinition = (bytes: Uint8Array): Either.Either<Cluste
  */
 export const clusterNamespace = (cluster: Cluster, fallback = "default"): string =>
   cluster.metadata.namespace ?? fallback
+
+/** The file CloudNativePG leaves in PGDATA after initdb, a restore or a pg_basebackup, until archiving works. */
+export const CHECK_EMPTY_WAL_ARCHIVE_FILE = ".check-empty-wal-archive"
+
+/** `cnpg.io/skipEmptyWalArchiveCheck: enabled` on the Cluster turns the empty-archive check off. */
+export const SKIP_EMPTY_WAL_ARCHIVE_CHECK = "cnpg.io/skipEmptyWalArchiveCheck"
+
+/**
+ * Whether the first WAL.Archive must find the archive empty. CloudNativePG after 1.30 decides it and
+ * sends `check_empty_wal_archive`; released 1.27 to 1.30 never send it, and leave the decision to the
+ * plugin as theirs was made in-tree: the Cluster annotation does not skip it, and the marker file is
+ * in PGDATA (`archiver.go`, `shouldCheckEmptyWalArchive`). `markerExists` is asked only when needed.
+ */
+export const mustCheckEmptyArchive = <E, R>(
+  sent: boolean | undefined,
+  cluster: Cluster,
+  markerExists: Effect.Effect<boolean, E, R>,
+): Effect.Effect<boolean, E, R> =>
+  sent !== undefined
+    ? Effect.succeed(sent)
+    : cluster.metadata.annotations?.[SKIP_EMPTY_WAL_ARCHIVE_CHECK] === "enabled"
+      ? Effect.succeed(false)
+      : markerExists
 
 /** This plugin's entry in `spec.plugins`, if the Cluster enables it. */
 export const ownPluginEntry = (cluster: Cluster): Option.Option<typeof PluginEntry.Type> =>

@@ -6,8 +6,10 @@ import { PgBackRest } from "../adapters/pgBackRest.js"
 import { StanzaState } from "../adapters/stanzaState.js"
 import {
   archiveStanzaRef,
+  CHECK_EMPTY_WAL_ARCHIVE_FILE,
   clusterNamespace,
   decodeClusterDefinition,
+  mustCheckEmptyArchive,
   walRestoreStanzaRef,
 } from "../domain/cluster.js"
 import {
@@ -167,8 +169,10 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
     const handlers: EffectHandlers<typeof WALDefinition> = {
       getCapabilities: () =>
         Effect.succeed({
+          // CloudNativePG calls WAL.Restore only on a plugin that lists RESTORE_WAL (client/wal.go).
           capabilities: [
             { type: { $case: "rpc", value: { type: WALCapability_RPC_Type.TYPE_ARCHIVE_WAL } } },
+            { type: { $case: "rpc", value: { type: WALCapability_RPC_Type.TYPE_RESTORE_WAL } } },
           ],
         }),
 
@@ -180,7 +184,14 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
         const namespace = clusterNamespace(cluster, settings.namespace)
         yield* Effect.annotateCurrentSpan({ wal: source.name, stanzaRef })
         const resolved = yield* resolver.resolve(namespace, stanzaRef)
-        if (request.checkEmptyWalArchive === true && !(yield* state.isInitialised(resolved.fingerprint))) {
+        const checkEmpty = yield* mustCheckEmptyArchive(
+          request.checkEmptyWalArchive,
+          cluster,
+          fs
+            .exists(path.join(settings.pgData, CHECK_EMPTY_WAL_ARCHIVE_FILE))
+            .pipe(Effect.orElseSucceed(() => false)),
+        )
+        if (checkEmpty && !(yield* state.isInitialised(resolved.fingerprint))) {
           yield* ensureEmptyArchive(resolved)
         }
         const createdNow = yield* initialise(resolved)

@@ -1,7 +1,8 @@
-import { Effect } from "effect"
+import { Clock, Data, Duration, Effect, Equal, HashMap, Option, Ref } from "effect"
 import { Kubernetes } from "../adapters/kubernetes.js"
-import { clusterNamespace, decodeClusterDefinition } from "../domain/cluster.js"
+import { type Cluster, clusterNamespace, decodeClusterDefinition } from "../domain/cluster.js"
 import { referencedStanzas, type StanzaLookup, usesPlugin } from "../domain/clusterStanzas.js"
+import { PLUGIN_NAME } from "../domain/plugin.js"
 import { repositories } from "../domain/stanza.js"
 import {
   type OperatorCapabilitiesResult,
@@ -49,6 +50,41 @@ const capabilities: OperatorCapabilitiesResult = {
 }
 
 /**
+ * How long the same status is not answered again for a Cluster whose request carries none. Released
+ * CloudNativePG (1.27 to 1.30) rebuilds `status.pluginStatus` without the plugins' `status` at the start
+ * of every reconcile (`updatePluginsStatus`), so the request never shows what was stored; and any
+ * non-empty answer patches the Cluster and requeues it after 5 s (`plugins.go`, issue #11385). Answering
+ * again only after this delay keeps that to one extra reconcile instead of a loop every 5 s.
+ */
+export const STATUS_REPEAT_AFTER = Duration.minutes(10)
+
+/** What the request says CloudNativePG stored from our last answer, parsed; none if absent or not JSON. */
+const storedStatus = (cluster: Cluster): Option.Option<unknown> => {
+  const text = cluster.status?.pluginStatus?.find((entry) => entry.name === PLUGIN_NAME)?.status
+  if (text === undefined || text === "") {
+    return Option.none()
+  }
+  try {
+    return Option.some(JSON.parse(text))
+  } catch {
+    return Option.none()
+  }
+}
+
+/** JSON values compared by content: key order does not matter. */
+const sameJson = (a: unknown, b: unknown): boolean => Equal.equals(toData(a), toData(b))
+
+const toData = (value: unknown): unknown => {
+  if (Array.isArray(value)) {
+    return Data.array(value.map(toData))
+  }
+  if (typeof value === "object" && value !== null) {
+    return Data.struct(Object.fromEntries(Object.entries(value).map(([key, item]) => [key, toData(item)])))
+  }
+  return value
+}
+
+/**
  * CNPG-I Operator: after each successful Cluster reconcile, a short summary of the Stanzas the Cluster
  * references. A missing or unreadable Stanza shows in the status (the user sees it with
  * `kubectl get cluster -o yaml`) rather than failing the call, which would fail the whole reconcile;
@@ -57,6 +93,32 @@ const capabilities: OperatorCapabilitiesResult = {
 export class Operator extends Effect.Service<Operator>()("cnpg-pgbackrest/Operator", {
   effect: Effect.gen(function* () {
     const kubernetes = yield* Kubernetes
+    // Cluster (namespace/name) -> the status last answered and when, for STATUS_REPEAT_AFTER.
+    const answered = yield* Ref.make(HashMap.empty<string, { readonly json: string; readonly at: number }>())
+
+    const EMPTY = { jsonStatus: Buffer.alloc(0) }
+
+    /** Empty when CloudNativePG holds this status already, or was given it a moment ago. */
+    const answer = (key: string, cluster: Cluster, status: PluginStatus) =>
+      Effect.gen(function* () {
+        const stored = storedStatus(cluster)
+        if (Option.isSome(stored) && sameJson(stored.value, status)) {
+          return EMPTY
+        }
+        const json = JSON.stringify(status)
+        const now = yield* Clock.currentTimeMillis
+        const last = HashMap.get(yield* Ref.get(answered), key)
+        if (
+          Option.isNone(stored) &&
+          Option.isSome(last) &&
+          last.value.json === json &&
+          now - last.value.at < Duration.toMillis(STATUS_REPEAT_AFTER)
+        ) {
+          return EMPTY
+        }
+        yield* Ref.update(answered, HashMap.set(key, { json, at: now }))
+        return { jsonStatus: Buffer.from(json, "utf8") }
+      })
 
     const stanzaStatus = (namespace: string, name: string) =>
       lookupStanza(kubernetes, namespace, name).pipe(
@@ -77,14 +139,13 @@ export class Operator extends Effect.Service<Operator>()("cnpg-pgbackrest/Operat
         const cluster = yield* decodeClusterDefinition(request.cluster)
         if (!usesPlugin(cluster)) {
           // Empty: CloudNativePG leaves the status as it is.
-          return { jsonStatus: Buffer.alloc(0) }
+          return EMPTY
         }
         const namespace = clusterNamespace(cluster)
         const stanzas = yield* Effect.forEach(referencedStanzas(cluster), (reference) =>
           stanzaStatus(namespace, reference.name),
         )
-        const status: PluginStatus = { stanzas }
-        return { jsonStatus: Buffer.from(JSON.stringify(status), "utf8") }
+        return yield* answer(`${namespace}/${cluster.metadata.name}`, cluster, { stanzas })
       }),
     }
     return handlers

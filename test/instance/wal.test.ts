@@ -9,6 +9,7 @@ import { type ArchiveGetResult, PgBackRest } from "../../src/adapters/pgBackRest
 import { Secrets } from "../../src/adapters/secrets.js"
 import { StanzaState, StanzaStateSettings } from "../../src/adapters/stanzaState.js"
 import { socketChannel } from "../../src/cli/pluginClient.js"
+import { CHECK_EMPTY_WAL_ARCHIVE_FILE, SKIP_EMPTY_WAL_ARCHIVE_CHECK } from "../../src/domain/cluster.js"
 import type { PgBackRestFailed, PluginError } from "../../src/domain/errors.js"
 import { decodeInfo } from "../../src/domain/pgbackrestInfo.js"
 import { PLUGIN_NAME, socketPath } from "../../src/domain/plugin.js"
@@ -416,6 +417,46 @@ describe("Wal.Archive", () => {
     }),
   )
 
+  it.scoped(
+    "released CloudNativePG (no check_empty_wal_archive): the PGDATA marker file asks for the check",
+    () =>
+      Effect.gen(function* () {
+        const { wal, script, request } = yield* setup
+        yield* Ref.set(script.info, USED_INFO)
+        // No marker: no check, as after the first successful archive (the instance manager removes it).
+        yield* wal.handlers.archive(request())
+        assert.deepStrictEqual(yield* commands(script), ["stanza-create", "archive-push"])
+
+        const fresh = yield* setup
+        yield* Ref.set(fresh.script.info, USED_INFO)
+        yield* Effect.promise(() =>
+          fs.writeFile(path.join(fresh.settings.pgData, CHECK_EMPTY_WAL_ARCHIVE_FILE), ""),
+        )
+        const error = yield* Effect.flip(fresh.wal.handlers.archive(fresh.request()))
+        assert.strictEqual(error._tag, "FailedPrecondition")
+        assert.include(error.message, "stanza main")
+        assert.include(error.message, "repositories 1")
+        assert.deepStrictEqual(yield* commands(fresh.script), ["info"])
+        // An explicit false from a newer operator wins over the marker.
+        yield* fresh.wal.handlers.archive(fresh.request({ checkEmptyWalArchive: false }))
+        assert.deepStrictEqual(yield* commands(fresh.script), ["info", "stanza-create", "archive-push"])
+      }),
+  )
+
+  it.scoped("the Cluster annotation cnpg.io/skipEmptyWalArchiveCheck: enabled skips the marker's check", () =>
+    Effect.gen(function* () {
+      const { wal, script, request, settings } = yield* setup
+      yield* Ref.set(script.info, USED_INFO)
+      yield* Effect.promise(() => fs.writeFile(path.join(settings.pgData, CHECK_EMPTY_WAL_ARCHIVE_FILE), ""))
+      const skipping = {
+        ...cluster(),
+        metadata: { name: "pg", namespace: "db", annotations: { [SKIP_EMPTY_WAL_ARCHIVE_CHECK]: "enabled" } },
+      }
+      yield* wal.handlers.archive(request({ clusterDefinition: Buffer.from(JSON.stringify(skipping)) }))
+      assert.deepStrictEqual(yield* commands(script), ["stanza-create", "archive-push"])
+    }),
+  )
+
   it.scoped("unexpected `info` output is Unavailable, not a crash", () =>
     Effect.gen(function* () {
       const { wal, script, request } = yield* setup
@@ -558,15 +599,20 @@ describe("Wal.Archive", () => {
     }),
   )
 
-  it.scoped("advertises the archive capability only; other WAL RPCs are Unimplemented", () =>
-    Effect.gen(function* () {
-      const { wal } = yield* setup
-      assert.deepStrictEqual(yield* wal.handlers.getCapabilities({}), {
-        capabilities: [{ type: { $case: "rpc", value: { type: WALCapability_RPC_Type.TYPE_ARCHIVE_WAL } } }],
-      })
-      const error = yield* Effect.flip(wal.handlers.status({ clusterDefinition: Buffer.from("{}") }))
-      assert.strictEqual(grpcStatusOf(error).code, Status.UNIMPLEMENTED)
-    }),
+  it.scoped(
+    "advertises archive and restore (CloudNativePG calls neither otherwise); others are Unimplemented",
+    () =>
+      Effect.gen(function* () {
+        const { wal } = yield* setup
+        assert.deepStrictEqual(yield* wal.handlers.getCapabilities({}), {
+          capabilities: [
+            { type: { $case: "rpc", value: { type: WALCapability_RPC_Type.TYPE_ARCHIVE_WAL } } },
+            { type: { $case: "rpc", value: { type: WALCapability_RPC_Type.TYPE_RESTORE_WAL } } },
+          ],
+        })
+        const error = yield* Effect.flip(wal.handlers.status({ clusterDefinition: Buffer.from("{}") }))
+        assert.strictEqual(grpcStatusOf(error).code, Status.UNIMPLEMENTED)
+      }),
   )
 })
 

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
+import { PLUGIN_NAME } from "../../src/domain/plugin.js"
 import { OperatorCapability_RPC_Type } from "../../src/generated/operator.js"
 import { Operator } from "../../src/operator/operator.js"
 import { bytes, clusterObject, stanzaObject, withFakeApi } from "../support/pluginObjects.js"
@@ -47,6 +48,39 @@ describe("Operator", () => {
         ],
       })
     }),
+  )
+
+  it.scopedLive(
+    "answers empty when CloudNativePG holds this status already, or was just given it (no 5 s requeue loop)",
+    () =>
+      Effect.gen(function* () {
+        const { server, service } = yield* setup
+        yield* server.seed(stanzaObject("stanza-a", { stanza: "main", posix: 1 }))
+        const current = { stanzas: [{ name: "stanza-a", namespace: "db", stanza: "main", repositories: 2 }] }
+        const withStored = (status: string | undefined) => ({
+          ...clusterObject(),
+          status: {
+            pluginStatus: [
+              { name: "other.plugin", status: "{}" },
+              { name: PLUGIN_NAME, ...(status === undefined ? {} : { status }) },
+            ],
+          },
+        })
+        // Stored, with its keys in another order: nothing to patch.
+        const reordered =
+          '{"stanzas":[{"repositories":2,"stanza":"main","namespace":"db","name":"stanza-a"}]}'
+        assert.strictEqual(yield* statusOf(service, withStored(reordered)), "")
+        // Stored but stale: the new status.
+        assert.deepStrictEqual(JSON.parse(yield* statusOf(service, withStored('{"stanzas":[]}'))), current)
+        // Released CloudNativePG wipes what it stored before calling: the same answer is not repeated
+        // at once, so the Cluster is not patched and requeued again.
+        assert.strictEqual(yield* statusOf(service, withStored(undefined)), "")
+        // A change is answered at once.
+        yield* server.seed(stanzaObject("stanza-a", { stanza: "renamed", posix: 1 }))
+        const changed = JSON.parse(yield* statusOf(service, withStored(undefined)))
+        assert.strictEqual(changed.stanzas[0].stanza, "renamed")
+        assert.strictEqual(yield* statusOf(service, withStored(undefined)), "")
+      }),
   )
 
   it.scopedLive("an invalid Stanza or a refused read is reported in the status too", () =>
