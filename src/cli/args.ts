@@ -104,7 +104,7 @@ Flags:
   --log-level LEVEL       error|warning|info|debug|trace (default info)
   --manifests DIR         instance, restore: read Cluster, Stanza and Secret manifests from DIR (local mode)
   --cluster FILE          client: the Cluster manifest to send
-  --server-address ADDR   operator: address to listen on (default 0.0.0.0:9090)
+  --server-address ADDR   operator: address to listen on (default [::]:9090, IPv6 and IPv4)
   --server-cert FILE      operator: server certificate (PEM)
   --server-key FILE       operator: server private key (PEM)
   --client-cert FILE      operator: CA certificate that client certificates must chain to (PEM)
@@ -312,7 +312,7 @@ export const parseCommandLine = (argv: ReadonlyArray<string>): Either.Either<Cli
         return {
           _tag: "Operator",
           ...options,
-          serverAddress: values["server-address"] ?? "0.0.0.0:9090",
+          serverAddress: values["server-address"] ?? "[::]:9090",
           serverCert: yield* required(role, "server-cert", values["server-cert"]),
           serverKey: yield* required(role, "server-key", values["server-key"]),
           clientCert: yield* required(role, "client-cert", values["client-cert"]),

@@ -46,6 +46,8 @@ export const Cluster = Schema.Struct({
   spec: Schema.optionalWith(
     Schema.Struct({
       plugins: Schema.optional(Schema.Array(PluginEntry)),
+      /** CloudNativePG 1.29+: the pods and Jobs run as this account instead of one named after the Cluster. */
+      serviceAccountName: Schema.optional(ObjectName),
       externalClusters: Schema.optional(Schema.Array(ExternalCluster)),
       bootstrap: Schema.optional(
         Schema.Struct({

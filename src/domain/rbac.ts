@@ -144,13 +144,22 @@ export const roleFor = (cluster: OwningCluster, stanzas: ReadonlyArray<Stanza>):
   return { apiVersion: RBAC_API_VERSION, kind: "Role", metadata: metadataFor(cluster), rules }
 }
 
-/** The RoleBinding giving the Role to the Cluster's service account. */
+/**
+ * The service account the Cluster's pods and Jobs run as (CloudNativePG's `GetServiceAccountName`):
+ * `spec.serviceAccountName` when set (1.29+, possibly shared by several Clusters), else the Cluster's name.
+ */
+export const serviceAccountOf = (cluster: Cluster): string =>
+  cluster.spec.serviceAccountName ?? cluster.metadata.name
+
+/** The RoleBinding giving the Role to the service account the Cluster's pods run as. */
 export const roleBindingFor = (cluster: OwningCluster): RoleBinding => ({
   apiVersion: RBAC_API_VERSION,
   kind: "RoleBinding",
   metadata: metadataFor(cluster),
   roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: rbacName(cluster) },
-  subjects: [{ kind: "ServiceAccount", name: cluster.metadata.name, namespace: clusterNamespace(cluster) }],
+  subjects: [
+    { kind: "ServiceAccount", name: serviceAccountOf(cluster), namespace: clusterNamespace(cluster) },
+  ],
 })
 
 // What the API server returns, read leniently: it omits empty lists and adds fields of its own.

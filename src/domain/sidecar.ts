@@ -19,7 +19,12 @@ export const WAL_VOLUME_PATH = "/var/lib/postgresql/wal"
 /** On the `scratch-data` emptyDir CloudNativePG mounts at /controller: locks and CA bundles may vanish. */
 export const RUN_DIR = "/controller/tmp/pgbackrest-plugin"
 const MAIN_SCRIPT = "/opt/cnpg-pgbackrest/main.js"
-const FULL_RECOVERY = "full-recovery"
+/**
+ * The Jobs that recover a Cluster from its recovery source, named after `cnpg.io/jobRole`, whose main
+ * container has the same name: `full-recovery` (RestoreJobHooks fills PGDATA, then WAL.Restore replays)
+ * and `snapshot-recovery` (PGDATA comes from a volume snapshot; WAL.Restore alone brings it forward).
+ */
+const RECOVERY_JOB_ROLES: ReadonlyArray<string> = ["full-recovery", "snapshot-recovery"]
 
 /** What the operator-side plugin knows about the sidecar it injects. */
 export interface SidecarSettingsShape {
@@ -243,7 +248,7 @@ export const sidecarPatch = (
     if (kind === "Job" && groupMatches(apiVersion, "batch") && recoveryUsesPlugin(cluster)) {
       const job = yield* decodeJob(object)
       const role = jobRole(job.spec.template.metadata?.labels) ?? jobRole(job.metadata?.labels)
-      if (role !== FULL_RECOVERY) {
+      if (role === undefined || !RECOVERY_JOB_ROLES.includes(role)) {
         return []
       }
       const spec = job.spec.template.spec

@@ -122,6 +122,12 @@ export const serveUnixSocket = (
     )
   })
 
+/** The IPv4 wildcard for the dual-stack wildcard `[::]:port`; nothing for any other address. */
+export const ipv4Fallback = (address: string): string | undefined => {
+  const port = /^\[::\]:(\d+)$/.exec(address)?.[1]
+  return port === undefined ? undefined : `0.0.0.0:${port}`
+}
+
 /** PEM files of the operator-facing server: its certificate and key, and the CA of allowed clients. */
 export interface MutualTlsFiles {
   readonly serverCert: string
@@ -149,7 +155,15 @@ export const serveMutualTls = (
     const credentials = new MutualTlsCredentials(material)
     let port = 0
     yield* startServer(address, registrations, async (server) => {
-      port = await server.listen(address, credentials)
+      try {
+        port = await server.listen(address, credentials)
+      } catch (error) {
+        // `[::]` listens on IPv6 and IPv4 alike (an IPv6-only cluster must reach the plugin); a node
+        // whose kernel has IPv6 disabled refuses it, and IPv4 is then all there is.
+        const ipv4 = ipv4Fallback(address)
+        if (ipv4 === undefined) throw error
+        port = await server.listen(ipv4, credentials)
+      }
       return port
     })
     yield* watchCertificates(files, credentials, material, options.certificatePollInterval)

@@ -60,7 +60,7 @@ describe("parseCommandLine", () => {
       _tag: "Operator",
       logLevel: "info",
       pluginPath: "/plugins",
-      serverAddress: "0.0.0.0:9090",
+      serverAddress: "[::]:9090",
       serverCert: "/certs/tls.crt",
       serverKey: "/certs/tls.key",
       clientCert: "/client/ca.crt",

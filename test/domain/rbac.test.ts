@@ -153,6 +153,16 @@ describe("the Role of a Cluster", () => {
     assert.deepStrictEqual(binding.subjects, [{ kind: "ServiceAccount", name: "pg", namespace: "db" }])
     assert.strictEqual(binding.metadata.ownerReferences?.[0]?.uid, "uid-1")
   })
+
+  it("binds spec.serviceAccountName instead when the Cluster sets one (CloudNativePG 1.29+)", () => {
+    const shared = cluster({ ...pg.spec, serviceAccountName: "shared-postgres" })
+    assert.deepStrictEqual(roleBindingFor(shared).subjects, [
+      { kind: "ServiceAccount", name: "shared-postgres", namespace: "db" },
+    ])
+    assert.strictEqual(roleBindingFor(shared).metadata.name, "pg-pgbackrest")
+    // An existing binding to the Cluster's name is out of date and gets replaced in place.
+    assert.isTrue(roleBindingDiffers(roleBindingFor(pg), roleBindingFor(shared)))
+  })
 })
 
 describe("comparing with what exists", () => {

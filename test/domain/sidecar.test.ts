@@ -251,6 +251,25 @@ describe("sidecarPatch: the full-recovery Job", () => {
     assert.deepStrictEqual(at(sidecar, "startupProbe"), at(expectedSidecar, "startupProbe"))
   })
 
+  it("adds it to the snapshot-recovery Job too, whose WAL replay goes through WAL.Restore alone", () => {
+    const role = "snapshot-recovery"
+    const snapshotJob = apply(job, [
+      {
+        op: "replace",
+        path: pointer("spec", "template", "metadata", "labels", "cnpg.io/jobRole"),
+        value: role,
+      },
+      { op: "replace", path: pointer("metadata", "labels", "cnpg.io/jobRole"), value: role },
+      { op: "replace", path: pointer("spec", "template", "spec", "containers", "0", "name"), value: role },
+    ])
+    const spec = at(inject(restored, snapshotJob), "spec", "template", "spec")
+    assert.deepStrictEqual(names(at(spec, "initContainers")), ["bootstrap-controller", "pgbackrest-plugin"])
+    assert.deepStrictEqual(at(spec, "initContainers", 1, "args"), ["restore", "--log-level", "info"])
+    const mounts = at(spec, "containers", { name: role }, "volumeMounts")
+    assert.deepStrictEqual(at(spec, "initContainers", 1, "volumeMounts"), mounts)
+    assert.isTrue(Array.isArray(mounts) && mounts.some((mount) => at(mount, "name") === "plugins"))
+  })
+
   it("leaves other Jobs alone, and the Jobs of Clusters not restored from a Stanza", () => {
     const initdb = apply(job, [
       {

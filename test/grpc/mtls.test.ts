@@ -10,7 +10,7 @@ import { PLUGIN_NAME } from "../../src/domain/plugin.js"
 import { GetPluginMetadataResponse, IdentityDefinition } from "../../src/generated/identity.js"
 import { implement } from "../../src/grpc/handlers.js"
 import { Identity, ServedCapabilities } from "../../src/grpc/identity.js"
-import { MAX_RECEIVE_MESSAGE_BYTES, serveMutualTls } from "../../src/grpc/server.js"
+import { ipv4Fallback, MAX_RECEIVE_MESSAGE_BYTES, serveMutualTls } from "../../src/grpc/server.js"
 import { issue, type KeyPair, makeCa, secretVolume } from "../support/certificates.js"
 import { tempDir } from "../support/tempDir.js"
 
@@ -19,12 +19,12 @@ const POLL = Duration.millis(100)
 const read = (file: string) => Effect.promise(() => fs.readFile(file))
 
 /** GetPluginMetadata over a fresh channel (its own subchannel pool: no connection is reused). */
-const getMetadata = (port: number, trust: string, client?: KeyPair) =>
+const getMetadata = (port: number, trust: string, client?: KeyPair, host = "127.0.0.1") =>
   Effect.gen(function* () {
     const ca = yield* read(trust)
     const key = client === undefined ? null : yield* read(client.key)
     const cert = client === undefined ? null : yield* read(client.cert)
-    const channel = createChannel(`127.0.0.1:${port}`, ChannelCredentials.createSsl(ca, key, cert), {
+    const channel = createChannel(`${host}:${port}`, ChannelCredentials.createSsl(ca, key, cert), {
       "grpc.use_local_subchannel_pool": 1,
       "grpc.ssl_target_name_override": "localhost",
     })
@@ -117,7 +117,7 @@ const identityLayer = Identity.Default.pipe(Layer.provide(Layer.succeed(ServedCa
  * A server on 127.0.0.1 with certificates made for the test: its CA, another CA for a stranger client,
  * and a next CA for the rotation. The watcher's warnings land in `warnings`.
  */
-const setup = (warnings: Array<string> = []) =>
+const setup = (warnings: Array<string> = [], address = "127.0.0.1:0") =>
   Effect.gen(function* () {
     const dir = yield* tempDir()
     const ca = yield* makeCa(dir, "ca")
@@ -151,7 +151,7 @@ const setup = (warnings: Array<string> = []) =>
       }),
     )
     const port = yield* serveMutualTls(
-      "127.0.0.1:0",
+      address,
       volume.files,
       [implement(IdentityDefinition, identity, runtime)],
       {
@@ -181,6 +181,20 @@ describe("the operator-facing server (mutual TLS)", () => {
         }),
         "connected",
       )
+    }).pipe(Effect.provide(NodeContext.layer)),
+  )
+
+  it.scopedLive("[::] serves IPv6 and IPv4 clients alike (an IPv6-only cluster reaches it)", () =>
+    Effect.gen(function* () {
+      const { port, ca, client } = yield* setup([], "[::]:0")
+      assert.deepStrictEqual(yield* getMetadata(port, ca.cert, client, "[::1]"), Either.right(PLUGIN_NAME))
+      assert.deepStrictEqual(
+        yield* getMetadata(port, ca.cert, client, "127.0.0.1"),
+        Either.right(PLUGIN_NAME),
+      )
+      assert.strictEqual(ipv4Fallback("[::]:9090"), "0.0.0.0:9090")
+      assert.isUndefined(ipv4Fallback("127.0.0.1:9090"))
+      assert.isUndefined(ipv4Fallback("[::1]:9090"))
     }).pipe(Effect.provide(NodeContext.layer)),
   )
 

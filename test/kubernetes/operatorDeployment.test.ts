@@ -79,7 +79,7 @@ describe("the operator-side Deployment and Service", () => {
     assert.isTrue(Either.isRight(command))
     assert.deepInclude(Either.isRight(command) ? command.right : {}, {
       _tag: "Operator",
-      serverAddress: "0.0.0.0:9090",
+      serverAddress: "[::]:9090",
       serverCert: "/server/tls.crt",
       serverKey: "/server/tls.key",
       clientCert: "/client/ca.crt",
