@@ -1,5 +1,5 @@
 import * as path from "node:path"
-import { Config, Context, Effect, Layer, type Option } from "effect"
+import { Config, Context, type Duration, Effect, Layer, type Option } from "effect"
 
 /**
  * What the `instance` and `restore` sidecars know about their pod. CloudNativePG gives the sidecar a
@@ -20,6 +20,8 @@ export interface InstanceSettingsShape {
   readonly runDir: string
   /** Where CloudNativePG mounts the WAL volume of a Cluster with `walStorage` (pg_wal lives below it). */
   readonly walVolume: string
+  /** How long one WAL.Restore retries a repository that cannot be read; unset: the role's default. */
+  readonly walRestoreRetry: Option.Option<Duration.Duration>
 }
 
 /** Which socket role this process plays: the pod's sidecar, or the full-recovery Job's. */
@@ -63,6 +65,13 @@ const settingsConfig = Effect.gen(function* () {
     walVolume: yield* Config.string("CNPG_PGBACKREST_WAL_VOLUME").pipe(
       Config.withDefault("/var/lib/postgresql/wal"),
       Config.withDescription("mount point of the WAL volume when the Cluster has walStorage"),
+    ),
+    walRestoreRetry: yield* Config.option(
+      Config.duration("CNPG_PGBACKREST_WAL_RESTORE_RETRY").pipe(
+        Config.withDescription(
+          "how long one WAL.Restore retries an unreadable repository (default: 10 minutes in a recovery Job, 30 seconds in an instance)",
+        ),
+      ),
     ),
     runDir: yield* Config.string("CNPG_PGBACKREST_RUN_DIR").pipe(
       Config.withDefault("/controller/tmp/pgbackrest-plugin"),

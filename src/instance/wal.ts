@@ -1,7 +1,7 @@
 import * as path from "node:path"
 import { FileSystem } from "@effect/platform"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Clock, Effect, Ref, Schedule } from "effect"
+import { Clock, Duration, Effect, Option, Ref, Schedule } from "effect"
 import { PgBackRest } from "../adapters/pgBackRest.js"
 import { StanzaState } from "../adapters/stanzaState.js"
 import {
@@ -41,6 +41,23 @@ export const ArchiveRetry = Schedule.exponential("200 millis").pipe(
   Schedule.intersect(Schedule.recurs(2)),
 )
 
+/**
+ * How long one WAL.Restore keeps retrying a repository that cannot be read, by role. CloudNativePG
+ * reads any error from a plugin as "file absent" (walrestore/cmd.go), and PostgreSQL in archive
+ * recovery then ends recovery and promotes, short of its target: in the recovery Job, waiting out an
+ * outage is the only safe answer. A standby or replica instance retries the archive by itself and
+ * streams meanwhile, so it is answered sooner.
+ */
+export const WAL_RESTORE_RETRY = { restore: Duration.minutes(10), instance: Duration.seconds(30) } as const
+
+/** Between two reads of an unreadable repository: from half a second, doubling, at most 10 s apart. */
+export const walRestoreRetry = (budget: Duration.DurationInput) =>
+  Schedule.exponential("500 millis").pipe(
+    Schedule.jittered,
+    Schedule.union(Schedule.spaced("10 seconds")),
+    Schedule.intersect(Schedule.recurUpTo(budget)),
+  )
+
 const isTransient = (error: { readonly _tag: string }): boolean =>
   error instanceof PgBackRestFailed && error.reason === "transient"
 
@@ -70,6 +87,9 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
     const state = yield* StanzaState
     const fs = yield* FileSystem.FileSystem
     const lastArchived = yield* Ref.make<LastArchived | undefined>(undefined)
+    const restoreSchedule = walRestoreRetry(
+      Option.getOrElse(settings.walRestoreRetry, () => WAL_RESTORE_RETRY[role]),
+    )
     const archiveFailures = yield* Ref.make<ArchiveFailures>({ count: 0 })
 
     const countFailure = <A>(effect: Effect.Effect<A, PluginError>, request: WALArchiveRequest) =>
@@ -219,7 +239,10 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
           request.mode === WALRestoreRequest_Mode.MODE_REWIND
             ? { ...resolved.env, PGBACKREST_ARCHIVE_ASYNC: "n" }
             : resolved.env
-        const result = yield* pgbackrest.archiveGet(env, name, destination)
+        // Unavailable: a repository could not be read, or the async get timed out. The file may be there.
+        const result = yield* pgbackrest
+          .archiveGet(env, name, destination)
+          .pipe(Effect.retry({ schedule: restoreSchedule, while: (error) => error._tag === "Unavailable" }))
         if (!result.found) {
           // NOT_FOUND tells PostgreSQL the archive has no such file: it switches to streaming or ends recovery.
           return yield* new NotFound({

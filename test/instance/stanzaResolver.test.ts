@@ -2,13 +2,14 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Layer, Option, Redacted, Ref, TestClock } from "effect"
+import { Effect, Layer, Redacted, Ref, TestClock } from "effect"
 import { Kubernetes, Resources } from "../../src/adapters/kubernetes.js"
 import { Secrets } from "../../src/adapters/secrets.js"
 import { decodeStanza } from "../../src/domain/stanza.js"
 import { stanzaFingerprint } from "../../src/domain/stanzaEnv.js"
 import { InstanceSettings } from "../../src/instance/settings.js"
 import { StanzaResolver } from "../../src/instance/stanzaResolver.js"
+import { instanceSettingsIn } from "../fixtures/pgbackrest-info/fakes.js"
 import { tempDir } from "../support/tempDir.js"
 
 const ACCESS_KEY_ID = "AKIA-RESOLVER-TEST"
@@ -92,18 +93,7 @@ const CountingKubernetes = Layer.effect(
 /** Settings of an instance whose writable paths are in a fresh temp directory, removed afterwards. */
 const Settings = Layer.scoped(
   InstanceSettings,
-  Effect.map(tempDir(), (dir) => ({
-    clusterName: Option.some("pg"),
-    namespace: "db",
-    podName: Option.some("pg-1"),
-    pgData: path.join(dir, "pgdata"),
-    pgHost: path.join(dir, "socket"),
-    pgPort: 5433,
-    stateFile: path.join(dir, "state", "stanzas.json"),
-    spoolPath: path.join(dir, "spool"),
-    runDir: path.join(dir, "run"),
-    walVolume: path.join(dir, "wal"),
-  })),
+  Effect.map(tempDir(), (dir) => ({ ...instanceSettingsIn(dir), pgPort: 5433 })),
 )
 
 const TestLayer = StanzaResolver.Default.pipe(

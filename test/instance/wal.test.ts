@@ -2,7 +2,7 @@ import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { Chunk, Clock, Duration, Effect, Fiber, Layer, Option, Ref, TestClock } from "effect"
+import { Chunk, Clock, Duration, Effect, Exit, Fiber, Layer, Option, Ref, TestClock } from "effect"
 import { ClientError, createClient, Status } from "nice-grpc"
 import { Kubernetes } from "../../src/adapters/kubernetes.js"
 import { type ArchiveGetResult, PgBackRest } from "../../src/adapters/pgBackRest.js"
@@ -10,11 +10,16 @@ import { Secrets } from "../../src/adapters/secrets.js"
 import { StanzaState, StanzaStateSettings } from "../../src/adapters/stanzaState.js"
 import { socketChannel } from "../../src/cli/pluginClient.js"
 import { CHECK_EMPTY_WAL_ARCHIVE_FILE, SKIP_EMPTY_WAL_ARCHIVE_CHECK } from "../../src/domain/cluster.js"
-import type { PgBackRestFailed, PluginError } from "../../src/domain/errors.js"
+import { type PgBackRestFailed, type PluginError, Unavailable } from "../../src/domain/errors.js"
 import { decodeInfo } from "../../src/domain/pgbackrestInfo.js"
 import { PLUGIN_NAME, socketPath } from "../../src/domain/plugin.js"
 import type { PgBackRestEnv } from "../../src/domain/stanzaEnv.js"
-import { type WALArchiveRequest, WALCapability_RPC_Type, WALDefinition } from "../../src/generated/wal.js"
+import {
+  type WALArchiveRequest,
+  WALCapability_RPC_Type,
+  WALDefinition,
+  WALRestoreRequest_Mode,
+} from "../../src/generated/wal.js"
 import { implement } from "../../src/grpc/handlers.js"
 import { serveUnixSocket } from "../../src/grpc/server.js"
 import { grpcStatusOf } from "../../src/grpc/status.js"
@@ -104,6 +109,16 @@ const fakePgBackRest = (script: Script) => {
       archiveGet: (env, walName, destination) =>
         respond("archive-get", env, [walName, destination]).pipe(
           Effect.as<ArchiveGetResult>({ found: true }),
+          // As the adapter reads archive-get's failures (tested in test/adapters/pgBackRest.test.ts).
+          Effect.catchTag(
+            "PgBackRestFailed",
+            (error): Effect.Effect<ArchiveGetResult, PgBackRestFailed | Unavailable> =>
+              error.reason === "absent"
+                ? Effect.succeed<ArchiveGetResult>({ found: false })
+                : error.reason === "transient"
+                  ? Effect.fail(new Unavailable({ what: `WAL file ${walName}`, reason: error.message }))
+                  : Effect.fail(error),
+          ),
         ),
       info: (env) =>
         respond("info", env, ["--output=json"]).pipe(
@@ -613,6 +628,66 @@ describe("Wal.Archive", () => {
         const error = yield* Effect.flip(wal.handlers.status({ clusterDefinition: Buffer.from("{}") }))
         assert.strictEqual(grpcStatusOf(error).code, Status.UNIMPLEMENTED)
       }),
+  )
+})
+
+describe("Wal.Restore", () => {
+  const restoreRequest = (settings: InstanceSettingsShape) => ({
+    clusterDefinition: Buffer.from(JSON.stringify(cluster())),
+    sourceWalName: SEGMENT,
+    destinationFileName: path.join(settings.pgData, "pg_wal", "RECOVERYXLOG"),
+    parameters: {},
+    mode: WALRestoreRequest_Mode.MODE_UNSPECIFIED,
+  })
+
+  it.scoped("a repository that cannot be read is read again, with growing waits, until it answers", () =>
+    Effect.gen(function* () {
+      const { wal, script, settings } = yield* setup
+      yield* failNext(script, "archive-get", 49, 101, 49)
+      const { exit, waits } = yield* runMovingClock(wal.handlers.restore(restoreRequest(settings)))
+      assert.deepStrictEqual(exit, Exit.succeed({}))
+      assert.deepStrictEqual(yield* commands(script), [
+        "archive-get",
+        "archive-get",
+        "archive-get",
+        "archive-get",
+      ])
+      assert.strictEqual(waits.length, 3)
+      assert.isTrue((waits[2] ?? 0) > (waits[0] ?? 0), `waits grow: ${waits.join(", ")}`)
+    }),
+  )
+
+  it.scoped("an outage longer than the instance's 30 s is UNAVAILABLE, never NOT_FOUND", () =>
+    Effect.gen(function* () {
+      const { wal, script, settings } = yield* setup
+      yield* failNext(script, "archive-get", ...Array.from({ length: 100 }, () => 49))
+      const { exit, waits } = yield* runMovingClock(wal.handlers.restore(restoreRequest(settings)))
+      assert.isTrue(Exit.isFailure(exit))
+      if (Exit.isFailure(exit) && exit.cause._tag === "Fail") {
+        assert.strictEqual(grpcStatusOf(exit.cause.error).code, Status.UNAVAILABLE)
+      }
+      const waited = waits.reduce((sum, wait) => sum + wait, 0)
+      assert.isAtLeast(waited, 30_000 - 10_000)
+      assert.isAtMost(waited, 30_000 + 10_000)
+      assert.isAbove(waits.length, 4)
+      assert.isTrue(
+        waits.every((wait) => wait <= 10_000),
+        `no wait above 10 s: ${waits.join(", ")}`,
+      )
+    }),
+  )
+
+  it.scoped("a file that no repository holds is NOT_FOUND at once", () =>
+    Effect.gen(function* () {
+      const { wal, script, settings } = yield* setup
+      yield* failNext(script, "archive-get", 1)
+      const { exit, waits } = yield* runMovingClock(wal.handlers.restore(restoreRequest(settings)))
+      assert.isTrue(
+        Exit.isFailure(exit) && exit.cause._tag === "Fail" && exit.cause.error._tag === "NotFound",
+      )
+      assert.deepStrictEqual(waits, [])
+      assert.deepStrictEqual(yield* commands(script), ["archive-get"])
+    }),
   )
 })
 
