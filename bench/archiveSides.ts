@@ -4,9 +4,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect } from "effect"
-import { createClient } from "nice-grpc"
-import { clusterDefinitionFromFile, socketChannel } from "../src/cli/pluginClient.js"
-import { WALDefinition } from "../src/generated/wal.js"
+import { readManifest } from "../src/cli/pluginClient.js"
+import * as InstanceManager from "../src/cnpg/instanceManager.js"
 import { makePgBackRestEnv, type PostgresCluster, postgresAccount, S3Endpoint } from "../test/rig/index.js"
 import { type PluginDirs, preparePlugin, sidecarFor } from "../test/rig/plugin.js"
 import type { Sidecar } from "../test/rig/sidecar.js"
@@ -58,20 +57,23 @@ export const archiveSides = (pg: PostgresCluster.Postgres, mode: Mode, compress:
     })
     yield* barePgBackRest(["stanza-create"], base, account)
 
-    // Through the plugin: a long-lived client, one WAL.Archive per segment, like the instance manager.
+    // Through the plugin as CloudNativePG's `manager wal-archive` reaches it, per segment: a new
+    // connection, LoadPlugin (metadata, capabilities), Probe, then WAL.Archive (the port in src/cnpg/).
     const sidecar = yield* sidecarFor(dirs, pg)
     yield* sidecar.start()
-    const client = createClient(WALDefinition, yield* socketChannel(sidecar.socket))
-    const clusterDefinition = yield* clusterDefinitionFromFile(dirs.clusterFile)
+    const cluster = yield* readManifest(dirs.clusterFile, "Cluster")
     const segmentPath = (segment: string) => path.join(pg.pgdata, "pg_wal", segment)
     return {
       barePush: (segment) => barePgBackRest(["archive-push", segmentPath(segment)], base, account),
       pluginPush: (segment) =>
-        Effect.tryPromise({
-          try: () =>
-            client.archive({ clusterDefinition, sourceFileName: segmentPath(segment), parameters: {} }),
-          catch: (error) => new Error(`WAL.Archive ${segment}: ${String(error)}`),
-        }).pipe(Effect.asVoid),
+        InstanceManager.archiveWal({
+          pluginDir: sidecar.pluginDir,
+          cluster,
+          walPath: segmentPath(segment),
+        }).pipe(
+          Effect.mapError((error) => new Error(`WAL.Archive ${segment}: ${error.message}`)),
+          Effect.asVoid,
+        ),
       dirs,
       sidecar,
     } satisfies ArchiveSides

@@ -6,10 +6,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Schedule, Schema } from "effect"
-import { createClient } from "nice-grpc"
-import { backupResource, socketChannel } from "../src/cli/pluginClient.js"
+import { backupResource } from "../src/cli/pluginClient.js"
 import { restoreJob } from "../src/cli/restoreClient.js"
-import { BackupDefinition } from "../src/generated/backup.js"
+import * as InstanceManager from "../src/cnpg/instanceManager.js"
+import { PLUGIN_NAME } from "../src/domain/plugin.js"
 import { makeDir, makeTempDir, postgresAccount, rigError } from "../test/rig/exec.js"
 import { makePgBackRestEnv, PostgresCluster, S3Endpoint } from "../test/rig/index.js"
 import { preparePlugin, restoreSidecarFor, sidecarFor } from "../test/rig/plugin.js"
@@ -60,7 +60,6 @@ const program = Effect.gen(function* () {
   )
 
   const cluster = yield* Schema.decodeUnknown(ClusterJson)(fs.readFileSync(dirs.clusterFile, "utf8"))
-  const client = createClient(BackupDefinition, yield* socketChannel(sidecar.socket))
   // Bare pgBackRest: the same options as the plugin's, to the same repository.
   const env = {
     ...(yield* makePgBackRestEnv(pg)),
@@ -70,14 +69,15 @@ const program = Effect.gen(function* () {
     PGBACKREST_DELTA: "y",
     PGBACKREST_LOG_LEVEL_FILE: "off",
   }
+  // As `manager backup` does: a new connection, LoadPlugin, the Backup gates, Probe, Backup.Backup.
   const pluginBackup = (name: string) =>
-    Effect.promise(() =>
-      client.backup({
-        clusterDefinition: Buffer.from(JSON.stringify(cluster)),
-        backupDefinition: Buffer.from(JSON.stringify(backupResource(cluster, { name, parameters: {} }))),
-        parameters: {},
-      }),
-    )
+    InstanceManager.takeBackup({
+      pluginDir: sidecar.pluginDir,
+      pluginName: PLUGIN_NAME,
+      cluster,
+      backup: backupResource(cluster, { name, parameters: {} }),
+      parameters: {},
+    }).pipe(Effect.orDie)
   const bareBackup = barePgBackRest(["backup", "--repo=1", "--type=full"], env, account)
   // Alternate the two (bare, plugin, plugin, bare) after a checkpoint each, so that neither pays alone
   // for flushing pgbench's freshly written pages or profits from a warm cache.
@@ -111,7 +111,7 @@ const program = Effect.gen(function* () {
   const { sidecar: restoreSidecar } = yield* restoreSidecarFor(dirs, viaPluginData)
   yield* restoreSidecar.start()
   const restoredViaPlugin = yield* seconds(
-    restoreJob(restoreSidecar.socket, dirs.restoredClusterFile).pipe(
+    restoreJob(restoreSidecar.pluginDir, dirs.restoredClusterFile).pipe(
       Effect.mapError((e) => rigError("restore", e.message)),
     ),
   )

@@ -5,9 +5,8 @@
 // run to a gigabyte of WAL. Merges its figures into bench/report.json.
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Effect, Option, Schema } from "effect"
-import { createClient } from "nice-grpc"
-import { clusterDefinitionFromFile, socketChannel } from "../src/cli/pluginClient.js"
-import { WALDefinition } from "../src/generated/wal.js"
+import { readManifest } from "../src/cli/pluginClient.js"
+import * as InstanceManager from "../src/cnpg/instanceManager.js"
 import { PostgresCluster, S3Endpoint } from "../test/rig/index.js"
 import { preparePlugin, sidecarFor } from "../test/rig/plugin.js"
 import { mergeReport, type SidecarSection } from "./report.js"
@@ -79,22 +78,18 @@ const program = Effect.gen(function* () {
   }
   const rssReadyMiB = rssMiB(sidecar.pid())
 
-  const client = createClient(WALDefinition, yield* socketChannel(sidecar.socket))
-  const clusterDefinition = yield* clusterDefinitionFromFile(dirs.clusterFile)
+  const cluster = yield* readManifest(dirs.clusterFile, "Cluster")
   const halfway = Math.floor(ARCHIVES / 2)
   const every = Math.max(1, Math.floor(ARCHIVES / SAMPLES))
   const rssSamples = [{ archives: 0, rssMiB: rssReadyMiB }]
   let rssHalfwayMiB = rssReadyMiB
   for (const [index, segment] of segments.entries()) {
-    yield* Effect.tryPromise({
-      try: () =>
-        client.archive({
-          clusterDefinition,
-          sourceFileName: `${pg.pgdata}/pg_wal/${segment}`,
-          parameters: {},
-        }),
-      catch: (error) => new Error(`WAL.Archive ${segment}: ${String(error)}`),
-    })
+    // As `manager wal-archive` does per segment: a new connection, LoadPlugin, Probe, WAL.Archive.
+    yield* InstanceManager.archiveWal({
+      pluginDir: sidecar.pluginDir,
+      cluster,
+      walPath: `${pg.pgdata}/pg_wal/${segment}`,
+    }).pipe(Effect.mapError((error) => new Error(`WAL.Archive ${segment}: ${error.message}`)))
     const archives = index + 1
     if (archives === halfway) rssHalfwayMiB = rssMiB(sidecar.pid())
     if (archives % every === 0 || archives === ARCHIVES) {

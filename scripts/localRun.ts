@@ -82,7 +82,7 @@ const program = Effect.gen(function* () {
 
   const backup = yield* step(
     "taking a full backup through the plugin (`cnpg-pgbackrest client backup`, as the instance manager)",
-    takeBackup(sidecar.socket, {
+    takeBackup(sidecar.pluginDir, {
       clusterFile: dirs.clusterFile,
       backupName: "backup-example",
       parameters: {},

@@ -31,19 +31,20 @@ const socketSettings = (command: SocketRole): SocketRoleSettings => ({
 const print = (value: unknown) =>
   Effect.sync(() => process.stdout.write(`${JSON.stringify(value, null, 2)}\n`))
 
+// The client subcommands scan the plugin directory as CloudNativePG's instance manager does.
 const clientProgram = (command: ClientCall) => {
-  const socket = socketPath(command.pluginPath)
+  const pluginDir = command.pluginPath
   switch (command.rpc) {
     case "wal-archive":
-      return archiveWal(socket, command.clusterFile, command.walPath)
+      return archiveWal(pluginDir, command.clusterFile, command.walPath)
     case "backup":
-      return takeBackup(socket, command).pipe(
+      return takeBackup(pluginDir, command).pipe(
         Effect.flatMap((result) => print({ status: backupStatusOf(result) })),
       )
     case "wal-restore":
-      return restoreWal(socket, command.clusterFile, command.walName, command.destination)
+      return restoreWal(pluginDir, command.clusterFile, command.walName, command.destination)
     case "restore":
-      return restoreJob(socket, command.clusterFile).pipe(Effect.flatMap(print))
+      return restoreJob(pluginDir, command.clusterFile).pipe(Effect.flatMap(print))
   }
 }
 

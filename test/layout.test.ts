@@ -3,7 +3,8 @@ import * as path from "node:path"
 import { assert, describe, it } from "@effect/vitest"
 
 /**
- * The folders of `src/` are the architecture: domain ← grpc, adapters ← instance, operator, cli ← main.
+ * The folders of `src/` are the architecture: domain ← grpc, adapters ← instance, operator; domain ←
+ * cnpg (CloudNativePG's side, ported) ← cli; all ← main.
  * This reads every import of every module and checks it against that order, so an upward import (a
  * domain module reaching for gRPC, an adapter for the sidecar's settings) fails here, not in review.
  */
@@ -17,7 +18,8 @@ const ALLOWED: Readonly<Record<string, ReadonlyArray<string>>> = {
   adapters: ["domain"],
   instance: ["domain", "generated", "grpc", "adapters"],
   operator: ["domain", "generated", "grpc", "adapters"],
-  cli: ["domain", "generated", "grpc"],
+  cnpg: ["domain", "generated"],
+  cli: ["domain", "generated", "grpc", "cnpg"],
 }
 
 /** Packages that bring I/O, gRPC or a CLI: none of them belongs in pure domain logic. */

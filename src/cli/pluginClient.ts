@@ -4,11 +4,11 @@ import * as path from "node:path"
 import { loadYaml } from "@kubernetes/client-node"
 import { Effect, type Scope } from "effect"
 import { type Channel, ClientError, createChannel, createClient, Status } from "nice-grpc"
+import * as InstanceManager from "../cnpg/instanceManager.js"
 import { CallFailed } from "../domain/errors.js"
 import { PLUGIN_NAME } from "../domain/plugin.js"
-import { BackupDefinition, type BackupResult } from "../generated/backup.js"
+import type { BackupResult } from "../generated/backup.js"
 import { HealthCheckResponse_ServingStatus, HealthDefinition } from "../generated/health.js"
-import { WALDefinition } from "../generated/wal.js"
 
 /** A gRPC channel to the plugin's unix socket, closed with the scope. */
 export const socketChannel = (socketPath: string): Effect.Effect<Channel, never, Scope.Scope> =>
@@ -71,7 +71,10 @@ export const checkHealth = (socketPath: string, timeoutMs: number): Effect.Effec
   )
 
 /** Reads a manifest (YAML or JSON) of the given kind, as `kubectl apply` would take it. */
-const readManifest = (file: string, kind: string): Effect.Effect<Record<string, unknown>, CallFailed> =>
+export const readManifest = (
+  file: string,
+  kind: string,
+): Effect.Effect<Record<string, unknown>, CallFailed> =>
   Effect.try({
     try: () => {
       const object = loadYaml<unknown>(fs.readFileSync(file, "utf8"))
@@ -100,26 +103,18 @@ export const clusterDefinitionFromFile = (file: string): Effect.Effect<Buffer, C
   readManifest(file, "Cluster").pipe(Effect.map((cluster) => Buffer.from(JSON.stringify(cluster))))
 
 /**
- * `client wal-archive`: what CloudNativePG's `wal-archive` does, as an archive_command. The WAL path
- * is made absolute against the working directory (PostgreSQL runs archive_command in PGDATA, where
- * `%p` is relative), then sent in one WAL.Archive call; success means pgBackRest archived it.
+ * `client wal-archive`: what CloudNativePG's `manager wal-archive` does as an archive_command, through
+ * the port of its plugin client (`src/cnpg/`): the sockets of `pluginDir` that the Cluster enables are
+ * loaded and every one that can archive is called. The WAL path is made absolute against the working
+ * directory (PostgreSQL runs archive_command in PGDATA, where `%p` is relative).
  */
 export const archiveWal = (
-  socketPath: string,
+  pluginDir: string,
   clusterFile: string,
   walPath: string,
 ): Effect.Effect<void, CallFailed> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const clusterDefinition = yield* clusterDefinitionFromFile(clusterFile)
-      const client = createClient(WALDefinition, yield* socketChannel(socketPath))
-      yield* call(`unix:${socketPath}`, "cnpgi.wal.v1.WAL/Archive", (signal) =>
-        client.archive(
-          { clusterDefinition, sourceFileName: path.resolve(walPath), parameters: {} },
-          { signal },
-        ),
-      )
-    }),
+  Effect.flatMap(readManifest(clusterFile, "Cluster"), (cluster) =>
+    Effect.asVoid(InstanceManager.archiveWal({ pluginDir, cluster, walPath: path.resolve(walPath) })),
   )
 
 const record = (value: unknown): Record<string, unknown> =>
@@ -185,9 +180,9 @@ export const backupStatusOf = (result: BackupResult) => ({
   pluginMetadata: result.metadata,
 })
 
-/** `client backup`: what `/controller/manager backup` does in the pod: one Backup.Backup call. */
+/** `client backup`: what `/controller/manager backup` does in the pod for a plugin Backup. */
 export const takeBackup = (
-  socketPath: string,
+  pluginDir: string,
   command: {
     readonly clusterFile: string
     readonly backupFile?: string
@@ -195,29 +190,22 @@ export const takeBackup = (
     readonly parameters: Readonly<Record<string, string>>
   },
 ): Effect.Effect<BackupResult, CallFailed> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const cluster = yield* readManifest(command.clusterFile, "Cluster")
-      const manifest =
-        command.backupFile === undefined ? undefined : yield* readManifest(command.backupFile, "Backup")
-      const backup = backupResource(cluster, {
-        ...(manifest === undefined ? {} : { manifest }),
-        ...(command.backupName === undefined ? {} : { name: command.backupName }),
-        parameters: command.parameters,
-      })
-      const parameters = record(record(record(backup.spec).pluginConfiguration).parameters)
-      const client = createClient(BackupDefinition, yield* socketChannel(socketPath))
-      return yield* call(`unix:${socketPath}`, "cnpgi.backup.v1.Backup/Backup", (signal) =>
-        client.backup(
-          {
-            clusterDefinition: Buffer.from(JSON.stringify(cluster)),
-            backupDefinition: Buffer.from(JSON.stringify(backup)),
-            parameters: Object.fromEntries(
-              Object.entries(parameters).map(([key, value]) => [key, String(value)]),
-            ),
-          },
-          { signal },
-        ),
-      )
-    }),
-  )
+  Effect.gen(function* () {
+    const cluster = yield* readManifest(command.clusterFile, "Cluster")
+    const manifest =
+      command.backupFile === undefined ? undefined : yield* readManifest(command.backupFile, "Backup")
+    const backup = backupResource(cluster, {
+      ...(manifest === undefined ? {} : { manifest }),
+      ...(command.backupName === undefined ? {} : { name: command.backupName }),
+      parameters: command.parameters,
+    })
+    const pluginConfiguration = record(record(backup.spec).pluginConfiguration)
+    const parameters = record(pluginConfiguration.parameters)
+    return yield* InstanceManager.takeBackup({
+      pluginDir,
+      pluginName: typeof pluginConfiguration.name === "string" ? pluginConfiguration.name : PLUGIN_NAME,
+      cluster,
+      backup,
+      parameters: Object.fromEntries(Object.entries(parameters).map(([key, value]) => [key, String(value)])),
+    })
+  })

@@ -1,52 +1,33 @@
 import * as path from "node:path"
 import { Effect } from "effect"
-import { createClient } from "nice-grpc"
+import * as InstanceManager from "../cnpg/instanceManager.js"
 import type { CallFailed } from "../domain/errors.js"
-import { RestoreJobHooksDefinition, type RestoreResponse } from "../generated/restore_job.js"
-import { WALDefinition, WALRestoreRequest_Mode } from "../generated/wal.js"
-import { call, clusterDefinitionFromFile, socketChannel } from "./pluginClient.js"
+import type { RestoreResponse } from "../generated/restore_job.js"
+import { readManifest } from "./pluginClient.js"
 
 /**
- * `client wal-restore`: what CloudNativePG's restore_command does. The destination is made absolute
- * against the working directory (PostgreSQL runs restore_command in PGDATA). A file the archive does
- * not hold fails with NOT_FOUND, which PostgreSQL reads as "not available".
+ * `client wal-restore`: what CloudNativePG's `manager wal-restore` does as a restore_command, through
+ * the port of its plugin client: every plugin of the Cluster that can restore WAL is tried until one
+ * succeeds. The destination is made absolute against the working directory (PostgreSQL runs
+ * restore_command in PGDATA). Any failure fails the command, which PostgreSQL reads as "not available".
  */
 export const restoreWal = (
-  socketPath: string,
+  pluginDir: string,
   clusterFile: string,
   walName: string,
   destination: string,
 ): Effect.Effect<void, CallFailed> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const clusterDefinition = yield* clusterDefinitionFromFile(clusterFile)
-      const client = createClient(WALDefinition, yield* socketChannel(socketPath))
-      yield* call(`unix:${socketPath}`, "cnpgi.wal.v1.WAL/Restore", (signal) =>
-        client.restore(
-          {
-            clusterDefinition,
-            sourceWalName: walName,
-            destinationFileName: path.resolve(destination),
-            parameters: {},
-            mode: WALRestoreRequest_Mode.MODE_RECOVERY,
-          },
-          { signal },
-        ),
-      )
-    }),
+  Effect.flatMap(readManifest(clusterFile, "Cluster"), (cluster) =>
+    Effect.asVoid(
+      InstanceManager.restoreWal({ pluginDir, cluster, walName, destination: path.resolve(destination) }),
+    ),
   )
 
 /** `client restore`: the full-recovery Job's call; PGDATA is filled by the plugin's restore sidecar. */
 export const restoreJob = (
-  socketPath: string,
+  pluginDir: string,
   clusterFile: string,
 ): Effect.Effect<RestoreResponse, CallFailed> =>
-  Effect.scoped(
-    Effect.gen(function* () {
-      const clusterDefinition = yield* clusterDefinitionFromFile(clusterFile)
-      const client = createClient(RestoreJobHooksDefinition, yield* socketChannel(socketPath))
-      return yield* call(`unix:${socketPath}`, "cnpgi.wal.v1.RestoreJobHooks/Restore", (signal) =>
-        client.restore({ clusterDefinition }, { signal }),
-      )
-    }),
+  Effect.flatMap(readManifest(clusterFile, "Cluster"), (cluster) =>
+    InstanceManager.restoreJob({ pluginDir, cluster }),
   )

@@ -2,13 +2,14 @@ import * as fs from "node:fs"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import { assert } from "@effect/vitest"
-import { Effect, Schema, type Scope } from "effect"
-import { ClientError, createClient, Status } from "nice-grpc"
-import { backupResource, socketChannel } from "../../src/cli/pluginClient.js"
+import { Cause, Effect, Exit, Option, Schema, type Scope } from "effect"
+import { Status } from "nice-grpc"
+import { backupResource } from "../../src/cli/pluginClient.js"
+import * as InstanceManager from "../../src/cnpg/instanceManager.js"
 import { type InfoBackup, PgBackRestInfo } from "../../src/domain/pgbackrestInfo.js"
 import { InfoJson } from "../../src/domain/pgbackrestOutput.js"
 import { PLUGIN_NAME, PLUGIN_VERSION } from "../../src/domain/plugin.js"
-import { BackupDefinition, type BackupResult } from "../../src/generated/backup.js"
+import type { BackupResult } from "../../src/generated/backup.js"
 import { ANNOTATION_BACKUP_UID } from "../../src/instance/backupResult.js"
 import { type RigError, rigError, withLiveClock } from "../rig/exec.js"
 import { runPgBackRest, type S3Endpoint } from "../rig/index.js"
@@ -81,46 +82,45 @@ export const makeBackupRig = (
     })
     // The API server gives every object a uid; the documented manifest has none.
     const cluster = { ...manifest, metadata: { ...record(manifest.metadata), uid: CLUSTER_UID } }
-    const client = createClient(BackupDefinition, yield* socketChannel(sidecar.socket))
     let backupCount = 0
 
+    // Through the port of CloudNativePG's `manager backup`: a new connection, LoadPlugin, the gates.
     const backup: BackupRig["backup"] = (parameters = {}, callOptions = {}) =>
       Effect.gen(function* () {
         backupCount += 1
         const resource = backupResource(cluster, { name: `backup-${backupCount}`, parameters })
         const uid = Schema.decodeUnknownSync(BackupUid)(resource).metadata.uid
         const started = Date.now()
-        const request = {
-          clusterDefinition: Buffer.from(JSON.stringify(cluster)),
-          backupDefinition: Buffer.from(JSON.stringify(resource)),
+        const call = InstanceManager.takeBackup({
+          pluginDir: sidecar.pluginDir,
+          pluginName: PLUGIN_NAME,
+          cluster,
+          backup: resource,
           parameters: { ...parameters },
-        }
-        return yield* Effect.promise(
-          (): Promise<BackupCall> =>
-            client
-              .backup(request, callOptions.signal === undefined ? {} : { signal: callOptions.signal })
-              .then(
-                (result) => ({ uid, ok: true, result, ms: Date.now() - started }),
-                (error: unknown) => ({
-                  uid,
-                  ok: false,
-                  // nice-grpc rejects an aborted call with an AbortError, not a ClientError.
-                  code:
-                    error instanceof ClientError
-                      ? error.code
-                      : error instanceof Error && error.name === "AbortError"
-                        ? Status.CANCELLED
-                        : Status.UNKNOWN,
-                  details:
-                    error instanceof ClientError
-                      ? error.details
-                      : error instanceof Error
-                        ? `${error.name}: ${error.message}`
-                        : String(error),
-                  ms: Date.now() - started,
-                }),
-              ),
+        })
+        const exit = yield* Effect.promise(() =>
+          Effect.runPromiseExit(call, callOptions.signal === undefined ? {} : { signal: callOptions.signal }),
         )
+        const ms = Date.now() - started
+        if (Exit.isSuccess(exit)) {
+          return { uid, ok: true, result: exit.value, ms } satisfies BackupCall
+        }
+        const failure = Cause.failureOption(exit.cause)
+        return Option.isSome(failure)
+          ? ({
+              uid,
+              ok: false,
+              code: failure.value.code,
+              details: failure.value.reason,
+              ms,
+            } satisfies BackupCall)
+          : ({
+              uid,
+              ok: false,
+              code: Status.CANCELLED,
+              details: Cause.pretty(exit.cause),
+              ms,
+            } satisfies BackupCall)
       })
     return { s3, dirs, pg, sidecar, env, cluster, backup }
   })

@@ -2,10 +2,9 @@ import * as fs from "node:fs"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { createClient } from "nice-grpc"
-import { backupResource, socketChannel } from "../../src/cli/pluginClient.js"
-import { BackupDefinition } from "../../src/generated/backup.js"
-import { MetricsDefinition } from "../../src/generated/metrics.js"
+import { backupResource } from "../../src/cli/pluginClient.js"
+import * as InstanceManager from "../../src/cnpg/instanceManager.js"
+import { PLUGIN_NAME } from "../../src/domain/plugin.js"
 import { archivedThrough, eventually, restoreCluster, startArchivingCluster } from "./support.js"
 
 const cluster = (file: string): Record<string, unknown> => JSON.parse(fs.readFileSync(file, "utf8"))
@@ -17,17 +16,14 @@ layer(NodeContext.layer)("restore through the plugin (real PostgreSQL, pgBackRes
 
       yield* pg.psql("CREATE TABLE t (id int PRIMARY KEY, phase text)")
       yield* pg.psql("INSERT INTO t SELECT g, 'before backup' FROM generate_series(1, 1000) g")
-      const backups = createClient(BackupDefinition, yield* socketChannel(sidecar.socket))
       const source = cluster(dirs.clusterFile)
-      const result = yield* Effect.promise(() =>
-        backups.backup({
-          clusterDefinition: Buffer.from(JSON.stringify(source)),
-          backupDefinition: Buffer.from(
-            JSON.stringify(backupResource(source, { name: "before", parameters: {} })),
-          ),
-          parameters: {},
-        }),
-      )
+      const result = yield* InstanceManager.takeBackup({
+        pluginDir: sidecar.pluginDir,
+        pluginName: PLUGIN_NAME,
+        cluster: source,
+        backup: backupResource(source, { name: "before", parameters: {} }),
+        parameters: {},
+      })
       assert.match(result.backupId, /^\d{8}-\d{6}F$/)
       // The sidecar refreshes the Stanza status after the backup (local mode writes it next to the manifests).
       const statusFile = `${dirs.manifestsDir}/.status/default/stanzas/stanza-sample.json`
@@ -42,10 +38,12 @@ layer(NodeContext.layer)("restore through the plugin (real PostgreSQL, pgBackRes
       assert.strictEqual(written.backups.full, 1)
       assert.strictEqual(written.lastSuccessfulBackup.label, result.backupId)
       // And the metrics the operator scrapes through the sidecar say the same.
-      const metrics = createClient(MetricsDefinition, yield* socketChannel(sidecar.socket))
-      const { metrics: values } = yield* Effect.promise(() =>
-        metrics.collect({ clusterDefinition: Buffer.from(JSON.stringify(source)) }),
-      )
+      const [metrics] = yield* InstanceManager.collectMetrics({
+        pluginDir: sidecar.pluginDir,
+        cluster: source,
+      })
+      assert.strictEqual(metrics?.plugin, PLUGIN_NAME)
+      const values = metrics?.values ?? []
       const value = (name: string, ...labels: ReadonlyArray<string>) =>
         values.find(
           (metric) =>

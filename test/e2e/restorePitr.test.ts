@@ -52,7 +52,7 @@ const SourceLive = Layer.scoped(
   Effect.gen(function* () {
     const { dirs, pg, sidecar, env } = yield* startArchivingCluster({ bucket: "restore-pitr" })
     const backup = (name: string) =>
-      takeBackup(sidecar.socket, { clusterFile: dirs.clusterFile, backupName: name, parameters: {} }).pipe(
+      takeBackup(sidecar.pluginDir, { clusterFile: dirs.clusterFile, backupName: name, parameters: {} }).pipe(
         Effect.map((result) => result.backupId),
         Effect.mapError((error) => rigError(`backup ${name}`, error.message)),
       )
@@ -173,7 +173,7 @@ layer(Layer.provideMerge(SourceLive, NodeContext.layer), { timeout: "150 seconds
           assert.strictEqual(started[0]?.backup, source.second)
 
           // The restore sidecar is still serving WAL for the restored PGDATA, as in the Job.
-          const restore = yield* walRestoreClient(restored.sidecar.socket, clusterFile)
+          const restore = yield* walRestoreClient(restored.sidecar.pluginDir, clusterFile)
           const pgWal = path.join(restored.pg.pgdata, "pg_wal")
           const missingFile = path.join(pgWal, "probe-missing")
           const missing = yield* restore("0000000100000000000000FF", missingFile)
@@ -182,7 +182,7 @@ layer(Layer.provideMerge(SourceLive, NodeContext.layer), { timeout: "150 seconds
           assert.isFalse(fs.existsSync(missingFile))
 
           // The instance sidecar reads the cluster's own stanza: the same answer.
-          const own = yield* walRestoreClient(source.sidecar.socket, source.dirs.clusterFile)
+          const own = yield* walRestoreClient(source.sidecar.pluginDir, source.dirs.clusterFile)
           const ownFile = path.join(source.pg.pgdata, "pg_wal", "probe-missing")
           const ownMissing = yield* own("0000000100000000000000FF", ownFile)
           assert.strictEqual(ownMissing.code, Status.NOT_FOUND, ownMissing.details)
@@ -216,7 +216,7 @@ layer(Layer.provideMerge(SourceLive, NodeContext.layer), { timeout: "150 seconds
 
         const { sidecar } = yield* restoreSidecarFor(source.dirs, pgdata, { name: "nonempty" })
         yield* sidecar.start()
-        const refusal = yield* Effect.flip(restoreJob(sidecar.socket, source.dirs.restoredClusterFile))
+        const refusal = yield* Effect.flip(restoreJob(sidecar.pluginDir, source.dirs.restoredClusterFile))
         assert.strictEqual(refusal.code, Status.FAILED_PRECONDITION, refusal.reason)
         assert.include(refusal.reason, pgdata)
         assert.include(refusal.reason, "keep-me")

@@ -86,7 +86,7 @@ layer(NodeContext.layer)("restore from the posix repository (real PostgreSQL 15,
         yield* pg.psql(
           "INSERT INTO t (phase, filler) SELECT 'A', md5(g::text) FROM generate_series(1, 200000) g",
         )
-        const backup = yield* takeBackup(sidecar.socket, {
+        const backup = yield* takeBackup(sidecar.pluginDir, {
           clusterFile: dirs.clusterFile,
           backupName: "posix-only",
           parameters: { selectedRepository: "2" },
@@ -147,7 +147,7 @@ layer(NodeContext.layer)("restore from the posix repository (real PostgreSQL 15,
           `bare archive-get of ${segments.length} segments: ${getMs} ms, ${(segments.length / (getMs / 1000)).toFixed(2)} segments/s`,
         )
         // And through the restore sidecar's WAL.Restore alone (gRPC, without a client process per segment).
-        const restoreWal = yield* walRestoreClient(up.sidecar.socket, clusterFile)
+        const restoreWal = yield* walRestoreClient(up.sidecar.pluginDir, clusterFile)
         const probe = path.join(up.pg.pgdata, "pg_wal", "probe")
         const grpcStarted = Date.now()
         for (const segment of segments) {
@@ -170,10 +170,14 @@ layer(NodeContext.layer)("restore from the posix repository (real PostgreSQL 15,
           ...config,
           customEnvVar: { PGBACKREST_IO_TIMEOUT: IO_TIMEOUT },
         }))
+        // With repository 1 unreadable, the end of the archive cannot be told from an outage: each
+        // WAL.Restore past it waits out CNPG_PGBACKREST_WAL_RESTORE_RETRY (10 minutes by default in a
+        // recovery Job) before failing, and PostgreSQL then promotes. Shortened here.
         const down = yield* restoreCluster(dirs, {
           name: "posix-down",
           clusterFile,
           recovery: ["recovery_target_action = 'promote'"],
+          sidecarEnv: { CNPG_PGBACKREST_WAL_RESTORE_RETRY: "3 seconds" },
         })
         assert.strictEqual(yield* rowsByPhase(down.pg), `A:200000 W:${SEGMENTS * 1000}`)
         const startedDown = logRecords(yield* down.sidecar.log()).filter(
@@ -205,7 +209,7 @@ layer(NodeContext.layer)("restore from the posix repository (real PostgreSQL 15,
         for (const file of fs.readdirSync(walDir).filter((name) => name.startsWith(onlyInS3))) {
           fs.rmSync(path.join(walDir, file))
         }
-        const restoreDown = yield* walRestoreClient(down.sidecar.socket, clusterFile)
+        const restoreDown = yield* walRestoreClient(down.sidecar.pluginDir, clusterFile)
         for (const segment of [onlyInS3, "0000000100000000000000FF"]) {
           const outcome = yield* restoreDown(segment, path.join(down.pg.pgdata, "pg_wal", "probe"))
           assert.strictEqual(outcome.code, Status.UNAVAILABLE, `${segment}: ${outcome.details}`)

@@ -1,8 +1,8 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { Effect, Fiber, type Scope } from "effect"
-import { ClientError, Status } from "nice-grpc"
-import type { CallOptions } from "nice-grpc-common"
+import { Status } from "nice-grpc"
+import { CallFailed } from "../../src/domain/errors.js"
 import { withLiveClock } from "../rig/exec.js"
 
 /** A recognisable secret value and the forms it could leak in. */
@@ -49,44 +49,31 @@ export const leaksIn = (where: string, content: string | Buffer, canaries: Reado
 export interface Outcome {
   readonly what: string
   readonly code: Status
+  /** The status message (gRPC's `grpc-message` trailer). */
   readonly details: string
+  /** How the client reports the refusal. */
   readonly message: string
-  readonly trailers: string
 }
 
-/** Runs one call; a refusal is a value. `send` must pass the options (trailers, a generous deadline). */
-export const outcomeOf = (what: string, send: (options: CallOptions) => Promise<unknown>) =>
-  Effect.promise(async (): Promise<Outcome> => {
-    const trailers: Array<string> = []
-    const options: CallOptions = {
-      signal: AbortSignal.timeout(240_000),
-      onTrailer: (metadata) => {
-        for (const [key, values] of metadata) {
-          trailers.push(`${key}: ${values.map((value) => Buffer.from(value).toString()).join(", ")}`)
-        }
-      },
-    }
-    try {
-      await send(options)
-      return { what, code: Status.OK, details: "", message: "", trailers: trailers.join("\n") }
-    } catch (error) {
-      return error instanceof ClientError
-        ? {
-            what,
-            code: error.code,
-            details: error.details,
-            message: error.message,
-            trailers: trailers.join("\n"),
-          }
-        : {
-            what,
-            code: Status.UNKNOWN,
-            details: "",
-            message: error instanceof Error ? `${error.name}: ${error.message}` : String(error),
-            trailers: trailers.join("\n"),
-          }
-    }
-  })
+/** Runs one call through the port of CloudNativePG's client; a refusal is a value. */
+export const outcomeOf = (what: string, call: Effect.Effect<unknown, CallFailed>): Effect.Effect<Outcome> =>
+  call.pipe(
+    Effect.timeoutFail({
+      duration: "240 seconds",
+      onTimeout: () =>
+        new CallFailed({
+          address: "",
+          rpc: what,
+          code: Status.DEADLINE_EXCEEDED,
+          reason: "no answer within 240 s",
+        }),
+    }),
+    Effect.map((): Outcome => ({ what, code: Status.OK, details: "", message: "" })),
+    Effect.catchTag("CallFailed", (error) =>
+      Effect.succeed<Outcome>({ what, code: error.code, details: error.reason, message: error.message }),
+    ),
+    withLiveClock,
+  )
 
 interface Stat {
   readonly pid: number

@@ -3,10 +3,11 @@ import * as path from "node:path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Schema, type Scope } from "effect"
-import { createClient, Status } from "nice-grpc"
-import { call, socketChannel } from "../../src/cli/pluginClient.js"
+import { Status } from "nice-grpc"
 import { restoreJob } from "../../src/cli/restoreClient.js"
-import { type WALArchiveRequest, WALDefinition, WALRestoreRequest_Mode } from "../../src/generated/wal.js"
+import * as InstanceManager from "../../src/cnpg/instanceManager.js"
+import type { CallFailed } from "../../src/domain/errors.js"
+import type { WALArchiveRequest } from "../../src/generated/wal.js"
 import { type RigError, rigError, withLiveClock } from "../rig/exec.js"
 import { makeLocalEnv as makePgBackRestEnv, runPgBackRest } from "../rig/pgbackrest.js"
 import { type PluginDirs, preparePlugin, restoreSidecarFor, sidecarFor, updateStanza } from "../rig/plugin.js"
@@ -233,28 +234,39 @@ export interface CallOutcome {
   readonly details: string
 }
 
+/** A call through the port as a value: OK, or the gRPC refusal (its code and details). */
+const outcomeOf = (
+  what: string,
+  call: Effect.Effect<unknown, CallFailed>,
+): Effect.Effect<CallOutcome, RigError> =>
+  call.pipe(
+    Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => rigError(what, "no answer within 60 s") }),
+    Effect.map((): CallOutcome => ({ code: Status.OK, details: "" })),
+    Effect.catchTag("CallFailed", (error) =>
+      Effect.succeed<CallOutcome>({ code: error.code, details: error.reason }),
+    ),
+    withLiveClock,
+  )
+
 /**
- * A WAL client on the plugin's socket, as CloudNativePG's instance manager calls it: one function per
- * call whose gRPC refusal is a value (its code and details), so that a test can assert it.
+ * `manager wal-archive` through the port of CloudNativePG's plugin client, on the sockets of
+ * `pluginDir`: each call is a new invocation (a new connection, LoadPlugin, the capability gate).
  */
-export const walArchiveClient = (socket: string) =>
-  Effect.map(socketChannel(socket), (channel) => {
-    const client = createClient(WALDefinition, channel)
-    return (request: WALArchiveRequest): Effect.Effect<CallOutcome, RigError> =>
-      call(`unix:${socket}`, "cnpgi.wal.v1.WAL/Archive", (signal) =>
-        client.archive(request, { signal }),
-      ).pipe(
-        Effect.timeoutFail({
-          duration: "60 seconds",
-          onTimeout: () => rigError("WAL.Archive", "no answer within 60 s"),
+export const walArchiveClient = (pluginDir: string) =>
+  Effect.succeed(
+    (request: WALArchiveRequest): Effect.Effect<CallOutcome, RigError> =>
+      outcomeOf(
+        "WAL.Archive",
+        InstanceManager.archiveWal({
+          pluginDir,
+          cluster: JSON.parse(Buffer.from(request.clusterDefinition).toString("utf8")),
+          walPath: request.sourceFileName,
+          ...(request.checkEmptyWalArchive === undefined
+            ? {}
+            : { checkEmptyWalArchive: request.checkEmptyWalArchive }),
         }),
-        Effect.map((): CallOutcome => ({ code: Status.OK, details: "" })),
-        Effect.catchTag("CallFailed", (error) =>
-          Effect.succeed<CallOutcome>({ code: error.code as Status, details: error.reason }),
-        ),
-        withLiveClock,
-      )
-  })
+      ),
+  )
 
 /** The command lines of the pgBackRest processes whose environment contains `marker` (e.g. a test's spool path). */
 export const pgbackrestProcesses = (
@@ -349,36 +361,14 @@ export const writeRestoredCluster = (
   })
 
 /**
- * A WAL.Restore client on a plugin socket, as the instance manager's restore_command calls it, for the
- * Cluster of `clusterFile`: the gRPC refusal is a value (its code and details).
+ * `manager wal-restore` through the port of CloudNativePG's plugin client, for the Cluster of
+ * `clusterFile`, on the sockets of `pluginDir`; the refusal of the last plugin tried is a value.
  */
-export const walRestoreClient = (socket: string, clusterFile: string) =>
-  Effect.map(socketChannel(socket), (channel) => {
-    const client = createClient(WALDefinition, channel)
-    const clusterDefinition = fs.readFileSync(clusterFile)
+export const walRestoreClient = (pluginDir: string, clusterFile: string) =>
+  Effect.sync(() => {
+    const cluster: unknown = JSON.parse(fs.readFileSync(clusterFile, "utf8"))
     return (walName: string, destination: string): Effect.Effect<CallOutcome, RigError> =>
-      call(`unix:${socket}`, "cnpgi.wal.v1.WAL/Restore", (signal) =>
-        client.restore(
-          {
-            clusterDefinition,
-            sourceWalName: walName,
-            destinationFileName: destination,
-            parameters: {},
-            mode: WALRestoreRequest_Mode.MODE_RECOVERY,
-          },
-          { signal },
-        ),
-      ).pipe(
-        Effect.timeoutFail({
-          duration: "60 seconds",
-          onTimeout: () => rigError("WAL.Restore", "no answer within 60 s"),
-        }),
-        Effect.map((): CallOutcome => ({ code: Status.OK, details: "" })),
-        Effect.catchTag("CallFailed", (error) =>
-          Effect.succeed<CallOutcome>({ code: error.code, details: error.reason }),
-        ),
-        withLiveClock,
-      )
+      outcomeOf("WAL.Restore", InstanceManager.restoreWal({ pluginDir, cluster, walName, destination }))
   })
 
 /** The sidecar's JSON log lines as objects (lines that are not JSON are skipped). */
@@ -418,6 +408,8 @@ export const restoreCluster = (
     readonly clusterFile: string
     readonly recovery: ReadonlyArray<string>
     readonly promoteTimeoutMs?: number
+    /** More environment for the restore sidecar. */
+    readonly sidecarEnv?: Readonly<Record<string, string>>
   },
 ): Effect.Effect<RestoredCluster, RigError, Scope.Scope | FileSystem.FileSystem | CommandExecutor> =>
   Effect.gen(function* () {
@@ -434,11 +426,12 @@ export const restoreCluster = (
           const { sidecar, restoreCommand } = yield* restoreSidecarFor(dirs, pgdata, {
             name: options.name,
             clusterFile: options.clusterFile,
+            ...(options.sidecarEnv === undefined ? {} : { env: options.sidecarEnv }),
           })
           yield* sidecar.start()
           restored.sidecar = sidecar
           const started = Date.now()
-          const answer = yield* restoreJob(sidecar.socket, options.clusterFile).pipe(
+          const answer = yield* restoreJob(sidecar.pluginDir, options.clusterFile).pipe(
             Effect.mapError((error) => rigError(`restore ${options.name}`, error.message)),
           )
           restored.restoreMs = Date.now() - started

@@ -23,7 +23,7 @@ layer(NodeContext.layer)(
           fs.readFileSync(path.join(PROJECT_ROOT, "examples", "cluster-replica.yaml"), "utf8"),
         )
         fs.writeFileSync(replicaFile, JSON.stringify(replica))
-        const restore = yield* walRestoreClient(sidecar.socket, replicaFile)
+        const restore = yield* walRestoreClient(sidecar.pluginDir, replicaFile)
         const destination = path.join(pg.pgdata, "pg_wal", "replica-fetch")
         const fetched = yield* restore(segment, destination)
         assert.strictEqual(fetched.code, Status.OK, fetched.details)
@@ -47,7 +47,7 @@ layer(NodeContext.layer)(
             spec: { ...replicaObject.spec, replica: { enabled: false, source: "origin" } },
           }),
         )
-        const refused = yield* (yield* walRestoreClient(sidecar.socket, promotedFile))(
+        const refused = yield* (yield* walRestoreClient(sidecar.pluginDir, promotedFile))(
           segment,
           `${destination}-3`,
         )

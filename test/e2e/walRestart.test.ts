@@ -147,7 +147,7 @@ layer(NodeContext.layer)(
 
           const sidecar = yield* sidecarFor(dirs, pg)
           yield* sidecar.start()
-          const archive = yield* walArchiveClient(sidecar.socket)
+          const archive = yield* walArchiveClient(sidecar.pluginDir)
           const cluster = JSON.parse((yield* clusterDefinitionFromFile(dirs.clusterFile)).toString("utf8"))
           const withParameters = (parameters: Record<string, string>) =>
             Buffer.from(

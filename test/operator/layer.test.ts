@@ -1,34 +1,54 @@
+import { readFileSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, describe, it } from "@effect/vitest"
-import { ChannelCredentials } from "@grpc/grpc-js"
-import { Effect, Layer, Option } from "effect"
-import { applyPatch, type Operation } from "fast-json-patch"
-import { type Channel, createChannel, createClient } from "nice-grpc"
+import { loadYaml } from "@kubernetes/client-node"
+import { Effect, Layer, Option, Schema } from "effect"
+import { Status } from "nice-grpc"
 import { Kubernetes, Resources } from "../../src/adapters/kubernetes.js"
-import { IdentityDefinition, PluginCapability_Service_Type } from "../../src/generated/identity.js"
-import { OperatorDefinition } from "../../src/generated/operator.js"
 import {
-  OperatorLifecycleDefinition,
-  OperatorOperationType_Type,
-} from "../../src/generated/operator_lifecycle.js"
-import { ReconcilerHooksDefinition, ReconcilerHooksResult_Behavior } from "../../src/generated/reconciler.js"
+  dialPluginService,
+  lifecycleHook,
+  NETWORK_CALL_TIMEOUT_MS,
+  pluginServiceOf,
+  reconcilerHook,
+  setStatusInCluster,
+} from "../../src/cnpg/operator.js"
+import { PLUGIN_NAME } from "../../src/domain/plugin.js"
+import { PluginCapability_Service_Type } from "../../src/generated/identity.js"
+import { OperatorOperationType_Type } from "../../src/generated/operator_lifecycle.js"
+import { ReconcilerHooksCapability_Kind } from "../../src/generated/reconciler.js"
 import { Identity, ServedCapabilities } from "../../src/grpc/identity.js"
 import { OPERATOR_CAPABILITIES, OperatorServerLive } from "../../src/operator/layer.js"
 import { Operator } from "../../src/operator/operator.js"
 import { Lifecycle, SidecarSettings } from "../../src/operator/operatorLifecycle.js"
-import { Reconciler } from "../../src/operator/reconcilerHooks.js"
+import { Reconciler, STANZA_REQUEUE_AFTER_SECONDS } from "../../src/operator/reconcilerHooks.js"
 import { freePort } from "../rig/exec.js"
+import { PROJECT_ROOT } from "../rig/paths.js"
 import { issue, makeCa } from "../support/certificates.js"
 import { fakeApiServer, kubeConfigFor } from "../support/fakeApiServer.js"
-import { bytes, clusterObject, stanzaObject } from "../support/pluginObjects.js"
+import { clusterObject, stanzaObject } from "../support/pluginObjects.js"
 import { tempDir } from "../support/tempDir.js"
+
+const PodInitContainers = Schema.Struct({
+  spec: Schema.Struct({
+    initContainers: Schema.Array(Schema.Struct({ name: Schema.String, image: Schema.String })),
+  }),
+})
 
 const fixture = (name: string) =>
   Effect.promise(
     async () => JSON.parse(await fs.readFile(path.join("test/fixtures/cnpg", name), "utf8")) as unknown,
   )
+
+const ShippedService = Schema.Struct({
+  metadata: Schema.Struct({
+    name: Schema.String,
+    labels: Schema.Record({ key: Schema.String, value: Schema.String }),
+    annotations: Schema.Record({ key: Schema.String, value: Schema.String }),
+  }),
+})
 
 /** The operator role as CloudNativePG reaches it: mutual TLS on TCP, the Kubernetes API behind it. */
 const startOperator = Effect.gen(function* () {
@@ -66,68 +86,69 @@ const startOperator = Effect.gen(function* () {
       Layer.provide(Kubernetes.fromKubeConfig(kubeConfigFor(api))),
     ),
   )
-  const channel: Channel = yield* Effect.acquireRelease(
-    Effect.promise(async () =>
-      createChannel(
-        `127.0.0.1:${port}`,
-        ChannelCredentials.createSsl(
-          await fs.readFile(ca.cert),
-          await fs.readFile(client.key),
-          await fs.readFile(client.cert),
-        ),
-        { "grpc.ssl_target_name_override": "localhost" },
-      ),
-    ),
-    (channel) => Effect.sync(() => channel.close()),
+  // CloudNativePG's side: the Service as the manifests ship it (the test's certificate names localhost,
+  // hence the server-name annotation), its two Secrets, mutual TLS 1.3, LoadPlugin.
+  const shipped = Schema.decodeUnknownSync(ShippedService)(
+    loadYaml(readFileSync(path.join(PROJECT_ROOT, "kubernetes/service.yaml"), "utf8")),
   )
-  return { api, channel }
+  const service = yield* Effect.orDie(
+    pluginServiceOf(
+      {
+        metadata: {
+          ...shipped.metadata,
+          namespace: "cnpg-system",
+          annotations: { ...shipped.metadata.annotations, "cnpg.io/pluginServerName": "localhost" },
+        },
+      },
+      "cnpg-system",
+    ),
+  )
+  const secrets = yield* Effect.promise(async () => ({
+    serverCertificate: await fs.readFile(server.cert),
+    clientCertificate: await fs.readFile(client.cert),
+    clientKey: await fs.readFile(client.key),
+  }))
+  const plugin = yield* Effect.orDie(dialPluginService(service, secrets, `127.0.0.1:${port}`))
+  return { api, plugin, service, secrets, address: `127.0.0.1:${port}` }
 })
 
 describe("the operator role over mutual TLS", () => {
   it.scopedLive("advertises and serves lifecycle, reconciler and operator services", () =>
     Effect.gen(function* () {
-      const { api, channel } = yield* startOperator
-
-      const identity = createClient(IdentityDefinition, channel)
-      const { capabilities } = yield* Effect.promise(() => identity.getPluginCapabilities({}))
-      const advertised = capabilities.map((capability) =>
-        capability.type?.$case === "service" ? capability.type.value.type : -1,
+      const { api, plugin, service } = yield* startOperator
+      assert.strictEqual(service.address, "pgbackrest.cnpg-system.svc:9090")
+      assert.strictEqual(plugin.name, PLUGIN_NAME)
+      assert.sameMembers(
+        [...plugin.services],
+        [
+          PluginCapability_Service_Type.TYPE_LIFECYCLE_SERVICE,
+          PluginCapability_Service_Type.TYPE_INSTANCE_SIDECAR_INJECTION,
+          PluginCapability_Service_Type.TYPE_RECONCILER_HOOKS,
+          PluginCapability_Service_Type.TYPE_OPERATOR_SERVICE,
+        ],
       )
-      assert.sameMembers(advertised, [
-        PluginCapability_Service_Type.TYPE_LIFECYCLE_SERVICE,
-        PluginCapability_Service_Type.TYPE_INSTANCE_SIDECAR_INJECTION,
-        PluginCapability_Service_Type.TYPE_RECONCILER_HOOKS,
-        PluginCapability_Service_Type.TYPE_OPERATOR_SERVICE,
-      ])
+      assert.strictEqual(plugin.callTimeoutMs, NETWORK_CALL_TIMEOUT_MS)
 
-      // Pod CREATE: the patch adds the sidecar; applied, then evaluated again, it asks for nothing more.
-      const lifecycle = createClient(OperatorLifecycleDefinition, channel)
+      // Pod CREATE: the patch adds the sidecar; the patched Pod, evaluated again, is left as it is.
       const cluster = yield* fixture("cluster-demo.json")
       const pod = yield* fixture("pod-cluster-demo-1.json")
       const hook = (object: unknown, type: OperatorOperationType_Type) =>
-        lifecycle.lifecycleHook({
-          operationType: { type },
-          clusterDefinition: bytes(cluster),
-          objectDefinition: bytes(object),
-        })
-      const created = yield* Effect.promise(() => hook(pod, OperatorOperationType_Type.TYPE_CREATE))
-      const operations: Array<Operation> = JSON.parse(created.jsonPatch.toString("utf8"))
-      assert.isAbove(operations.length, 0)
-      const patched = applyPatch(structuredClone(pod), operations, true, false).newDocument
-      const sidecars = (patched as { spec: { initContainers: Array<{ name: string; image: string }> } }).spec
-        .initContainers
+        lifecycleHook([plugin], type, cluster, object)
+      const patched = yield* hook(pod, OperatorOperationType_Type.TYPE_CREATE)
+      const sidecars = Schema.decodeUnknownSync(PodInitContainers)(patched).spec.initContainers
       assert.deepInclude(
         sidecars.map((container) => [container.name, container.image]),
         ["pgbackrest-plugin", "cnpg-plugin-pgbackrest:test"],
       )
-      const again = yield* Effect.promise(() => hook(patched, OperatorOperationType_Type.TYPE_EVALUATE))
-      assert.deepStrictEqual(JSON.parse(again.jsonPatch.toString("utf8")), [])
+      assert.deepStrictEqual(yield* hook(patched, OperatorOperationType_Type.TYPE_EVALUATE), patched)
+      // A Job the plugin does not handle (DELETE is not among its capabilities) is not even sent.
+      assert.deepStrictEqual(yield* hook(pod, OperatorOperationType_Type.TYPE_DELETE), pod)
 
-      // Latency of LifecycleHook as the operator sees it (reported, not asserted).
+      // Latency of LifecycleHook as the operator sees it, Probe included (reported, not asserted).
       const latencies: Array<number> = []
       for (let i = 0; i < 1000; i++) {
         const started = performance.now()
-        yield* Effect.promise(() => hook(pod, OperatorOperationType_Type.TYPE_EVALUATE))
+        yield* hook(pod, OperatorOperationType_Type.TYPE_EVALUATE)
         latencies.push(performance.now() - started)
       }
       latencies.sort((a, b) => a - b)
@@ -136,25 +157,61 @@ describe("the operator role over mutual TLS", () => {
       )
 
       // Reconciler Pre for the Cluster: the Role and RoleBinding appear in the API.
-      const reconciler = createClient(ReconcilerHooksDefinition, channel)
       const demo = clusterObject({ stanzaRef: "stanza-sample" })
-      const pre = yield* Effect.promise(() =>
-        reconciler.pre({ clusterDefinition: bytes(demo), resourceDefinition: bytes(demo) }),
+      const pre = yield* reconcilerHook(
+        [plugin],
+        "pre",
+        ReconcilerHooksCapability_Kind.KIND_CLUSTER,
+        demo,
+        demo,
       )
-      assert.strictEqual(pre.behavior, ReconcilerHooksResult_Behavior.BEHAVIOR_CONTINUE)
+      assert.deepStrictEqual(pre, { _tag: "Continue" })
       assert.isTrue(Option.isSome(yield* api.object(Resources.role, "db", "pg-pgbackrest")))
       assert.isTrue(Option.isSome(yield* api.object(Resources.roleBinding, "db", "pg-pgbackrest")))
       assert.isTrue(Option.isNone(yield* api.object(Resources.role, "db", "other-pgbackrest")))
+      // A missing Stanza stops the reconcile and asks for it again later.
+      const missing = clusterObject({ stanzaRef: "no-such-stanza" })
+      const requeued = yield* reconcilerHook(
+        [plugin],
+        "pre",
+        ReconcilerHooksCapability_Kind.KIND_CLUSTER,
+        missing,
+        missing,
+      )
+      assert.deepStrictEqual(requeued, { _tag: "Requeue", afterSeconds: STANZA_REQUEUE_AFTER_SECONDS })
 
       // SetStatusInCluster reports the Stanza.
-      const operator = createClient(OperatorDefinition, channel)
-      const status = yield* Effect.promise(() => operator.setStatusInCluster({ cluster: bytes(demo) }))
-      assert.deepInclude(JSON.parse(status.jsonStatus.toString("utf8")).stanzas, {
+      const statuses = yield* setStatusInCluster([plugin], demo)
+      assert.deepInclude(JSON.parse(statuses.get(PLUGIN_NAME) ?? "{}").stanzas, {
         name: "stanza-sample",
         namespace: "db",
         stanza: "main",
         repositories: 1,
       })
     }).pipe(Effect.provide(NodeContext.layer)),
+  )
+
+  it.scopedLive(
+    "CloudNativePG refuses a server whose certificate is not the Secret's, or names another host",
+    () =>
+      Effect.gen(function* () {
+        const { service, secrets: good, address } = yield* startOperator
+        const dir = yield* tempDir()
+        const otherCa = yield* makeCa(dir, "other")
+        const stranger = yield* issue(dir, otherCa, "stranger", "server")
+        const secrets = yield* Effect.promise(async () => ({
+          serverCertificate: await fs.readFile(stranger.cert),
+          clientCertificate: await fs.readFile(stranger.cert),
+          clientKey: await fs.readFile(stranger.key),
+        }))
+        // Another server certificate in the Secret (and a client the plugin does not know).
+        const error = yield* Effect.flip(dialPluginService(service, secrets, address))
+        assert.strictEqual(error.code, Status.UNAVAILABLE)
+        // The right Secrets, but the certificate does not name the Service (no server-name annotation).
+        const misnamed = yield* Effect.flip(
+          dialPluginService({ ...service, serverName: "pgbackrest" }, good, address),
+        )
+        assert.strictEqual(misnamed.code, Status.UNAVAILABLE)
+      }).pipe(Effect.provide(NodeContext.layer)),
   )
 })

@@ -177,6 +177,8 @@ export interface RestoreSidecarOptions {
    * sidecar of a test its own, or the second one finds the first one's socket in use.
    */
   readonly name?: string
+  /** More environment for the sidecar (e.g. CNPG_PGBACKREST_WAL_RESTORE_RETRY). */
+  readonly env?: Readonly<Record<string, string>>
 }
 
 /** The full-recovery Job's sidecar (`restore` role) for a new, empty data directory, and its restore_command. */
@@ -212,6 +214,7 @@ export const restoreSidecarFor = (
         CNPG_PGBACKREST_STATE_DIR: yield* makeDir(path.join(stateDir, "plugin"), { owner, mode: 0o700 }),
         CNPG_PGBACKREST_RUN_DIR: yield* dir("run"),
         CNPG_PGBACKREST_SPOOL_PATH: yield* dir("spool"),
+        ...options.env,
       },
     })
     return {

@@ -42,6 +42,8 @@ export interface SidecarOptions {
 /** The `instance` role as a process run by the postgres user, like the sidecar (uid 26) in a pod. */
 export interface Sidecar {
   readonly socket: string
+  /** The directory CloudNativePG's instance manager scans for plugin sockets (`PLUGIN_SOCKET_DIR`). */
+  readonly pluginDir: string
   /** Starts it and waits for its socket. */
   readonly start: () => Effect.Effect<void, RigError>
   /** SIGTERM and wait: a graceful stop. */
@@ -139,6 +141,7 @@ export const makeSidecar = (
     yield* Effect.addFinalizer(() => signal("SIGKILL").pipe(Effect.ignore))
     return {
       socket,
+      pluginDir: options.pluginDir,
       start,
       stop: () => signal("SIGTERM"),
       kill: () => signal("SIGKILL"),
