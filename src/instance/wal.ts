@@ -240,9 +240,14 @@ export class Wal extends Effect.Service<Wal>()("cnpg-pgbackrest/Wal", {
             ? { ...resolved.env, PGBACKREST_ARCHIVE_ASYNC: "n" }
             : resolved.env
         // Unavailable: a repository could not be read, or the async get timed out. The file may be there.
-        const result = yield* pgbackrest
-          .archiveGet(env, name, destination)
-          .pipe(Effect.retry({ schedule: restoreSchedule, while: (error) => error._tag === "Unavailable" }))
+        const result = yield* pgbackrest.archiveGet(env, name, destination).pipe(
+          Effect.tapErrorTag("Unavailable", (error) =>
+            Effect.logWarning(
+              "WAL file not readable now; reading it again until the retry time is spent",
+            ).pipe(Effect.annotateLogs({ wal: name, reason: error.reason })),
+          ),
+          Effect.retry({ schedule: restoreSchedule, while: (error) => error._tag === "Unavailable" }),
+        )
         if (!result.found) {
           // NOT_FOUND tells PostgreSQL the archive has no such file: it switches to streaming or ends recovery.
           return yield* new NotFound({
