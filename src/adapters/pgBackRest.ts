@@ -290,10 +290,15 @@ export class PgBackRest extends Effect.Service<PgBackRest>()("cnpg-pgbackrest/Pg
       return yield* decodeInfo(json)
     })
 
-    /** A backup into one repository, annotated so that `info` can find exactly this one afterwards. */
+    /**
+     * A backup into one repository, annotated so that `info` can find exactly this one afterwards.
+     * pgBackRest's archive-check is off: it refuses any archive_command that does not contain
+     * "pgbackrest" (check/common.c, error 068), and CloudNativePG's is always `/controller/manager
+     * wal-archive ... %p`. The caller checks the backup's WAL reached the repository instead.
+     */
     const backup = Effect.fn("PgBackRest.backup")(function* (env: PgBackRestEnv, request: BackupRequest) {
       yield* run("backup", {
-        env,
+        env: { ...env, PGBACKREST_ARCHIVE_CHECK: "n" },
         args: [
           `--repo=${request.repository}`,
           `--type=${request.type}`,

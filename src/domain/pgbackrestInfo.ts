@@ -50,6 +50,19 @@ export const decodeInfo = (json: unknown): Effect.Effect<PgBackRestInfo, Unavail
   )
 
 /**
+ * The newest WAL file `repository` holds for the database of `backup` in `stanza`, or nothing: what
+ * tells whether the WAL a backup needs to be consistent has reached that repository.
+ */
+export const archivedThrough = (info: PgBackRestInfo, stanza: string, backup: InfoBackup): string | null =>
+  info
+    .find((entry) => entry.name === stanza)
+    ?.archive.find(
+      (archive) =>
+        archive.database["repo-key"] === backup.database["repo-key"] &&
+        archive.database.id === backup.database.id,
+    )?.max ?? null
+
+/**
  * Repositories in which the stanza already holds WAL or backups. An empty list means a new cluster
  * may start archiving there without mixing its WAL with another cluster's.
  */

@@ -1,10 +1,11 @@
-import { Clock, Duration, Effect, Option, Ref } from "effect"
+import { Clock, Duration, Effect, Option, Ref, Schedule } from "effect"
 import { PgBackRest } from "../adapters/pgBackRest.js"
 import { StanzaState } from "../adapters/stanzaState.js"
 import { decodeBackupParameters } from "../domain/backupParameters.js"
 import { decodeBackupDefinition } from "../domain/backupResource.js"
 import { archiveStanzaRef, clusterNamespace, decodeClusterDefinition } from "../domain/cluster.js"
 import { FailedPrecondition, Unavailable } from "../domain/errors.js"
+import { archivedThrough, type InfoBackup } from "../domain/pgbackrestInfo.js"
 import { repositories } from "../domain/stanza.js"
 import { BackupCapability_RPC_Type, type BackupDefinition } from "../generated/backup.js"
 import type { EffectHandlers } from "../grpc/handlers.js"
@@ -21,6 +22,12 @@ import { type ResolvedStanza, StanzaResolver } from "./stanzaResolver.js"
 
 /** A backup may take hours; the call has no deadline from the operator, so this is the only bound. */
 export const BACKUP_TIMEOUT = Duration.hours(24)
+
+/**
+ * How long a finished backup waits for PostgreSQL to archive the last WAL file it needs, checked
+ * every second: pgBackRest's own archive-timeout default, for the check it cannot make here.
+ */
+export const BACKUP_WAL_WAIT = Duration.seconds(60)
 
 /** The outcome of the last backup attempts, for the Stanza status and metrics. */
 export interface BackupOutcome {
@@ -97,6 +104,38 @@ export class Backup extends Effect.Service<Backup>()("cnpg-pgbackrest/Backup", {
         )
       })
 
+    /**
+     * A backup is restorable only with the WAL from its start to its stop: PostgreSQL archives that
+     * through this sidecar, to every repository, once the backup has stopped. Wait until the
+     * repository of the backup lists the stop file, or report the backup as not usable.
+     */
+    const walArchived = (resolved: ResolvedStanza, taken: InfoBackup) =>
+      Effect.gen(function* () {
+        const stop = taken.archive.stop
+        if (stop === null) return
+        const stanza = resolved.stanza.spec.stanzaConfiguration.name
+        const reached = pgbackrest
+          .info(resolved.env, { timeout: Duration.minutes(5) })
+          .pipe(Effect.map((info) => (archivedThrough(info, stanza, taken) ?? "") >= stop))
+        const done = yield* reached.pipe(
+          Effect.repeat({
+            until: (yes) => yes,
+            schedule: Schedule.spaced("1 second").pipe(
+              Schedule.intersect(Schedule.recurUpTo(BACKUP_WAL_WAIT)),
+            ),
+          }),
+        )
+        if (!done) {
+          return yield* new Unavailable({
+            what: `backup ${taken.label}`,
+            reason:
+              `its WAL up to ${stop} did not reach repository ${taken.database["repo-key"]} within ` +
+              `${Duration.format(BACKUP_WAL_WAIT)}: it cannot be restored until it does; check WAL archiving ` +
+              "(the Cluster's ContinuousArchiving condition)",
+          })
+        }
+      })
+
     const now = Clock.currentTimeMillis.pipe(Effect.map((millis) => new Date(millis)))
 
     const handlers: EffectHandlers<typeof BackupDefinition> = {
@@ -146,6 +185,7 @@ export class Backup extends Effect.Service<Backup>()("cnpg-pgbackrest/Backup", {
               timeout: BACKUP_TIMEOUT,
             })
             const taken = yield* findResult(resolved, parameters.selectedRepository, backup.metadata.uid)
+            yield* walArchived(resolved, taken)
             // Retention of the repository used, as the Stanza says (history included). A failed expire
             // does not undo the backup that exists: it is logged and the result stands.
             yield* pgbackrest

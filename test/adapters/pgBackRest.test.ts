@@ -504,6 +504,8 @@ layer(serviceWith(FAKE), { excludeTestServices: true })("PgBackRest with a fake 
         "--annotation=cnpg-backup-name=b1",
         "--annotation=cnpg-backup-uid=u-1",
       ])
+      // CloudNativePG's archive_command never contains "pgbackrest", which archive-check demands.
+      assert.strictEqual((yield* readRecord(record)).env.get("PGBACKREST_ARCHIVE_CHECK"), "n")
       yield* pgbackrest.expire({ FAKE_RECORD: record }, 3)
       assert.deepStrictEqual(yield* argvOf, ["expire", "--repo=3"])
       yield* pgbackrest.restore({ FAKE_RECORD: record }, { label: "20261206-041500F", repository: 1 })
