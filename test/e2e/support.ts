@@ -410,6 +410,8 @@ export const restoreCluster = (
     readonly promoteTimeoutMs?: number
     /** More environment for the restore sidecar. */
     readonly sidecarEnv?: Readonly<Record<string, string>>
+    /** The restore_command for the restore sidecar's socket directory (default: our CLI client). */
+    readonly restoreCommand?: (pluginDir: string) => string
   },
 ): Effect.Effect<RestoredCluster, RigError, Scope.Scope | FileSystem.FileSystem | CommandExecutor> =>
   Effect.gen(function* () {
@@ -427,6 +429,7 @@ export const restoreCluster = (
             name: options.name,
             clusterFile: options.clusterFile,
             ...(options.sidecarEnv === undefined ? {} : { env: options.sidecarEnv }),
+            ...(options.restoreCommand === undefined ? {} : { restoreCommand: options.restoreCommand }),
           })
           yield* sidecar.start()
           restored.sidecar = sidecar

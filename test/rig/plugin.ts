@@ -179,6 +179,8 @@ export interface RestoreSidecarOptions {
   readonly name?: string
   /** More environment for the sidecar (e.g. CNPG_PGBACKREST_WAL_RESTORE_RETRY). */
   readonly env?: Readonly<Record<string, string>>
+  /** The restore_command for the sidecar's socket directory (default: our CLI client, the port). */
+  readonly restoreCommand?: (pluginDir: string) => string
 }
 
 /** The full-recovery Job's sidecar (`restore` role) for a new, empty data directory, and its restore_command. */
@@ -219,6 +221,8 @@ export const restoreSidecarFor = (
     })
     return {
       sidecar,
-      restoreCommand: `${NODE} ${MAIN_JS} client wal-restore --plugin-path ${pluginDir} --cluster ${options.clusterFile ?? dirs.restoredClusterFile} --log-level warning %f %p`,
+      restoreCommand:
+        options.restoreCommand?.(pluginDir) ??
+        `${NODE} ${MAIN_JS} client wal-restore --plugin-path ${pluginDir} --cluster ${options.clusterFile ?? dirs.restoredClusterFile} --log-level warning %f %p`,
     }
   })

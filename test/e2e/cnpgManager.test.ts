@@ -1,0 +1,253 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { NodeContext } from "@effect/platform-node"
+import { assert, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import { readManifest, takeBackup } from "../../src/cli/pluginClient.js"
+import {
+  instanceManagerServer,
+  managerBinary,
+  managerVersions,
+  type RecordedCall,
+  rpcRecorder,
+} from "../rig/cnpgManager.js"
+import { exec, makeTempDir, postgresAccount, rigError, withLiveClock } from "../rig/exec.js"
+import { makePgBackRestEnv, PostgresCluster, runPgBackRest, S3Endpoint } from "../rig/index.js"
+import { preparePlugin, sidecarFor } from "../rig/plugin.js"
+import { MAIN_JS, NODE } from "../rig/sidecar.js"
+import { archivedThrough, logRecords, restoreCluster, rowsByPhase, writeRestoredCluster } from "./support.js"
+
+/**
+ * CloudNativePG's own instance manager as the plugin's peer: PostgreSQL archives with `manager
+ * wal-archive %p` and recovers with `manager wal-restore %f %p`, the binaries built from the module
+ * proxy for each version under test/manager/, reading their Cluster from a stand-in for the instance
+ * manager's web server. The plugin's sockets sit behind a recorder, so the RPCs each command makes are
+ * compared with those of the port (src/cnpg/) doing the same thing.
+ */
+
+const POD = "cluster-demo-1"
+const RESTORED_POD = "cluster-restored-1"
+
+const WAL_ARCHIVE_SEQUENCE = [
+  "/cnpgi.identity.v1.Identity/GetPluginMetadata",
+  "/cnpgi.identity.v1.Identity/GetPluginCapabilities",
+  "/cnpgi.wal.v1.WAL/GetCapabilities",
+  "/cnpgi.backup.v1.Backup/GetCapabilities",
+  "/cnpgi.metrics.v1.Metrics/GetCapabilities",
+  "/cnpgi.identity.v1.Identity/Probe",
+  "/cnpgi.wal.v1.WAL/Archive",
+]
+
+/** The RPC paths of each connection, in order: one list per client invocation. */
+const byConnection = (calls: ReadonlyArray<RecordedCall>): ReadonlyArray<ReadonlyArray<string>> => {
+  const connections = new Map<number, Array<string>>()
+  for (const call of calls) {
+    connections.set(call.connection, [...(connections.get(call.connection) ?? []), call.path])
+  }
+  return [...connections.values()]
+}
+
+/**
+ * What the instance manager's container gives `manager` when PostgreSQL runs it: the plugin socket
+ * directory, the pod name, PGDATA (PostgreSQL runs archive and restore commands in it).
+ */
+const managerScript = (
+  dir: string,
+  manager: string,
+  options: {
+    readonly command: "wal-archive" | "wal-restore"
+    readonly socketDir: string
+    readonly pod: string
+  },
+) => {
+  const script = path.join(dir, `${options.command}-${options.pod}.sh`)
+  const log = path.join(dir, `${options.command}-${options.pod}.log`)
+  fs.writeFileSync(
+    script,
+    [
+      "#!/bin/sh",
+      `exec env PLUGIN_SOCKET_DIR='${options.socketDir}' POD_NAME='${options.pod}' PGDATA="$PWD" \\`,
+      `  '${manager}' ${options.command} --log-level debug --log-destination '${log}' "$@"`,
+      "",
+    ].join("\n"),
+    { mode: 0o755 },
+  )
+  return script
+}
+
+const withStatus = (cluster: Record<string, unknown>, pod: string) => ({
+  ...cluster,
+  status: { currentPrimary: pod, targetPrimary: pod },
+})
+
+layer(NodeContext.layer, { timeout: "600 seconds" })(
+  "CloudNativePG's own manager as the peer (wal-archive, wal-restore; real PostgreSQL 15, pgBackRest, S3)",
+  (it) => {
+    for (const version of managerVersions) {
+      it.scoped(
+        `${version}: archives every segment to both repositories, recovers to a time target, and makes the RPCs the port makes`,
+        () =>
+          Effect.gen(function* () {
+            const owner = yield* postgresAccount
+            const work = yield* makeTempDir(`cnpg-manager-${version}-`, { owner, mode: 0o755 })
+            const manager = yield* managerBinary(version, work)
+            const s3 = yield* S3Endpoint.make({ bucket: `manager-${version.replaceAll(".", "-")}` })
+            const dirs = yield* preparePlugin({ s3 })
+            const cluster = yield* readManifest(dirs.clusterFile, "Cluster").pipe(
+              Effect.mapError((error) => rigError("cluster manifest", error.message)),
+            )
+            const web = yield* instanceManagerServer(withStatus(cluster, POD))
+            const recorded = yield* makeTempDir(`cnpg-manager-sockets-`, { mode: 0o755 })
+
+            // PostgreSQL archives through CloudNativePG's wal-archive, which reaches the sidecar.
+            const archive = managerScript(work, manager, {
+              command: "wal-archive",
+              socketDir: recorded,
+              pod: POD,
+            })
+            const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: `${archive} %p` })
+            const sidecar = yield* sidecarFor(dirs, pg)
+            const recorder = yield* rpcRecorder(sidecar.socket, recorded)
+            yield* sidecar.start()
+
+            yield* pg.psql("CREATE TABLE t (id serial PRIMARY KEY, phase text NOT NULL)")
+            yield* pg.psql("INSERT INTO t (phase) SELECT 'A' FROM generate_series(1, 100)")
+            yield* takeBackup(sidecar.pluginDir, {
+              clusterFile: dirs.clusterFile,
+              backupName: "base",
+              parameters: {},
+            }).pipe(Effect.mapError((error) => rigError("backup", error.message)))
+            const segments: Array<string> = []
+            for (let i = 0; i < 3; i++) {
+              yield* pg.psql("INSERT INTO t (phase) SELECT 'B' FROM generate_series(1, 100)")
+              segments.push(yield* pg.switchWal())
+            }
+            yield* Effect.sleep("1500 millis")
+            const targetTime = yield* pg.psql(
+              "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+            )
+            yield* Effect.sleep("1500 millis")
+            yield* pg.psql("INSERT INTO t (phase) SELECT 'C' FROM generate_series(1, 100)")
+            const last = yield* pg.switchWal()
+            segments.push(last)
+            yield* archivedThrough(pg, last)
+
+            // Every segment in both repositories, as pgBackRest itself reads them.
+            const env = {
+              ...(yield* makePgBackRestEnv(pg)),
+              ...S3Endpoint.pgbackrestRepoEnv(s3, 1, dirs.s3RepoPath),
+              PGBACKREST_REPO2_PATH: dirs.posixRepo,
+              PGBACKREST_STANZA: "main",
+            }
+            for (const segment of segments) {
+              for (const repo of ["1", "2"]) {
+                const got = yield* runPgBackRest(
+                  ["archive-get", `--repo=${repo}`, segment, path.join(pg.baseDir, `check-${repo}`)],
+                  env,
+                )
+                assert.strictEqual(
+                  got.exitCode,
+                  0,
+                  `${version}: ${segment} missing from repo ${repo}: ${got.stderr}`,
+                )
+              }
+            }
+            // wal-archive reported each success to the instance manager, which sets ContinuousArchiving.
+            const conditions = yield* web.conditions()
+            assert.isAtLeast(conditions.length, segments.length)
+            assert.deepStrictEqual(
+              conditions.filter((condition) => condition.error !== undefined),
+              [],
+              `${version}: wal-archive reported failures`,
+            )
+
+            // Each archived segment: a new connection, the handshake, Probe, one Archive.
+            const archived = byConnection(yield* recorder.take()).filter((calls) =>
+              calls.includes(WAL_ARCHIVE_SEQUENCE[6] ?? ""),
+            )
+            assert.isAtLeast(archived.length, segments.length)
+            for (const calls of archived) assert.deepStrictEqual(calls, WAL_ARCHIVE_SEQUENCE, version)
+
+            // The port against the original, on the same segment: the same RPCs in the same order.
+            const walPath = path.join(pg.pgdata, "pg_wal", last)
+            const original = yield* exec("manager wal-archive", manager, ["wal-archive", walPath], {
+              env: { PLUGIN_SOCKET_DIR: recorded, POD_NAME: POD, PGDATA: pg.pgdata },
+            })
+            assert.strictEqual(original.exitCode, 0, original.stderr)
+            const viaOriginal = byConnection(yield* recorder.take())
+            const port = yield* exec("client wal-archive", NODE, [
+              MAIN_JS,
+              "client",
+              "wal-archive",
+              "--plugin-path",
+              recorded,
+              "--cluster",
+              dirs.clusterFile,
+              walPath,
+            ])
+            assert.strictEqual(port.exitCode, 0, port.stderr)
+            assert.deepStrictEqual(
+              byConnection(yield* recorder.take()),
+              viaOriginal,
+              `${version}: port and original differ`,
+            )
+
+            // Recovery to the time target: RestoreJobHooks through the port, then the replay through
+            // CloudNativePG's wal-restore, reading the restored Cluster.
+            const clusterFile = yield* writeRestoredCluster(dirs, `cluster-${version}`, { targetTime })
+            const restoredCluster = yield* readManifest(clusterFile, "Cluster").pipe(
+              Effect.mapError((error) => rigError("restored cluster manifest", error.message)),
+            )
+            yield* web.serve(withStatus(restoredCluster, RESTORED_POD))
+            const restored = yield* restoreCluster(dirs, {
+              name: `restore-${version}`,
+              clusterFile,
+              recovery: [`recovery_target_time = '${targetTime}'`, "recovery_target_action = 'promote'"],
+              restoreCommand: (pluginDir) =>
+                `${managerScript(work, manager, { command: "wal-restore", socketDir: pluginDir, pod: RESTORED_POD })} %f %p`,
+            })
+            assert.strictEqual(
+              yield* rowsByPhase(restored.pg),
+              "A:100 B:300",
+              `${version}: rows after recovery`,
+            )
+            assert.match(
+              fs.readFileSync(restored.pg.logFile, "utf8"),
+              /recovery stopping before commit of transaction \d+, time /,
+              `${version}: recovery stopped at its target`,
+            )
+            const replayed = logRecords(yield* restored.sidecar.log()).filter(
+              (record) => record.rpc === "cnpgi.wal.v1.WAL/Restore" && record.msg === "call succeeded",
+            )
+            assert.isAtLeast(replayed.length, 3, `${version}: segments replayed through WAL.Restore`)
+
+            // As PostgreSQL sees a restore_command: a segment the archive lacks fails at once, and so does
+            // the same command once every repository is unreadable, after the sidecar's retries.
+            const restoreScript = managerScript(work, manager, {
+              command: "wal-restore",
+              socketDir: restored.sidecar.pluginDir,
+              pod: RESTORED_POD,
+            })
+            const missing = yield* exec(
+              "wal-restore of a missing segment",
+              restoreScript,
+              ["0000000100000000000000FE", "pg_wal/RECOVERYXLOG"],
+              {
+                cwd: restored.pg.pgdata,
+              },
+            )
+            assert.strictEqual(missing.exitCode, 1, `${version}: ${missing.stderr}`)
+            assert.isFalse(fs.existsSync(path.join(restored.pg.pgdata, "pg_wal", "RECOVERYXLOG")))
+            assert.isTrue(
+              logRecords(yield* restored.sidecar.log()).some(
+                (record) =>
+                  record.rpc === "cnpgi.wal.v1.WAL/Restore" && String(record.msg).includes("NOT_FOUND"),
+              ),
+              `${version}: the sidecar answered NOT_FOUND`,
+            )
+          }).pipe(withLiveClock),
+        600_000,
+      )
+    }
+  },
+)
