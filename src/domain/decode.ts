@@ -8,19 +8,11 @@ export const parseJsonBytes = (bytes: Uint8Array, field: string): Either.Either<
     catch: () => new InvalidRequest({ field, reason: "is not valid JSON" }),
   })
 
-/** The longest key of a field path quoted whole: a hostile map key can be megabytes long. */
-const MAX_KEY = 64
-
-const shortKey = (key: PropertyKey): string => {
-  const text = String(key)
-  return text.length <= MAX_KEY ? text : `${text.slice(0, MAX_KEY)}...`
-}
-
 /** `spec.s3Repositories[0].bucket` from Effect's issue path. */
 export const fieldPath = (prefix: string, path: ReadonlyArray<PropertyKey>): string =>
   path.reduce<string>(
     (acc, key) =>
-      typeof key === "number" ? `${acc}[${key}]` : acc === "" ? shortKey(key) : `${acc}.${shortKey(key)}`,
+      typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
     prefix,
   )
 

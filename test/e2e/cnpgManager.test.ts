@@ -92,7 +92,11 @@ layer(NodeContext.layer, { timeout: "600 seconds" })(
             const work = yield* makeTempDir(`cnpg-manager-${version}-`, { owner, mode: 0o755 })
             const manager = yield* managerBinary(version, work)
             const s3 = yield* S3Endpoint.make({ bucket: `manager-${version.replaceAll(".", "-")}` })
-            const dirs = yield* preparePlugin({ s3 })
+            // A stopped S3 endpoint fails a pgBackRest command within seconds with a 1 s io-timeout.
+            const dirs = yield* preparePlugin({
+              s3,
+              stanza: { customEnvVar: { PGBACKREST_IO_TIMEOUT: "1" } },
+            })
             const cluster = yield* readManifest(dirs.clusterFile, "Cluster").pipe(
               Effect.mapError((error) => rigError("cluster manifest", error.message)),
             )
@@ -203,6 +207,8 @@ layer(NodeContext.layer, { timeout: "600 seconds" })(
               name: `restore-${version}`,
               clusterFile,
               recovery: [`recovery_target_time = '${targetTime}'`, "recovery_target_action = 'promote'"],
+              // Shortened from 10 minutes, for the repository-down case below.
+              sidecarEnv: { CNPG_PGBACKREST_WAL_RESTORE_RETRY: "4 seconds" },
               restoreCommand: (pluginDir) =>
                 `${managerScript(work, manager, { command: "wal-restore", socketDir: pluginDir, pod: RESTORED_POD })} %f %p`,
             })
@@ -221,29 +227,75 @@ layer(NodeContext.layer, { timeout: "600 seconds" })(
             )
             assert.isAtLeast(replayed.length, 3, `${version}: segments replayed through WAL.Restore`)
 
-            // As PostgreSQL sees a restore_command: a segment the archive lacks fails at once, and so does
-            // the same command once every repository is unreadable, after the sidecar's retries.
+            // The port against the original for WAL.Restore too, on a segment the archive holds.
+            const restoreSockets = yield* makeTempDir("cnpg-manager-restore-sockets-", { mode: 0o755 })
+            const restoreRecorder = yield* rpcRecorder(restored.sidecar.socket, restoreSockets)
             const restoreScript = managerScript(work, manager, {
               command: "wal-restore",
-              socketDir: restored.sidecar.pluginDir,
+              socketDir: restoreSockets,
               pod: RESTORED_POD,
             })
-            const missing = yield* exec(
-              "wal-restore of a missing segment",
-              restoreScript,
-              ["0000000100000000000000FE", "pg_wal/RECOVERYXLOG"],
-              {
-                cwd: restored.pg.pgdata,
-              },
+            const fetched = path.join(restored.pg.pgdata, "pg_wal", "RECOVERYXLOG")
+            const restoreCommand = (segment: string) =>
+              Effect.gen(function* () {
+                const started = Date.now()
+                const result = yield* exec(
+                  "manager wal-restore",
+                  restoreScript,
+                  [segment, "pg_wal/RECOVERYXLOG"],
+                  {
+                    cwd: restored.pg.pgdata,
+                  },
+                )
+                const found = fs.existsSync(fetched)
+                fs.rmSync(fetched, { force: true })
+                return { exitCode: result.exitCode, found, ms: Date.now() - started }
+              })
+            assert.deepInclude(yield* restoreCommand(segments[0] ?? ""), { exitCode: 0, found: true })
+            const restoreViaOriginal = byConnection(yield* restoreRecorder.take())
+            const portRestore = yield* exec("client wal-restore", NODE, [
+              MAIN_JS,
+              "client",
+              "wal-restore",
+              "--plugin-path",
+              restoreSockets,
+              "--cluster",
+              clusterFile,
+              segments[0] ?? "",
+              fetched,
+            ])
+            assert.strictEqual(portRestore.exitCode, 0, portRestore.stderr)
+            fs.rmSync(fetched, { force: true })
+            assert.deepStrictEqual(
+              byConnection(yield* restoreRecorder.take()),
+              restoreViaOriginal,
+              `${version}: port and original differ`,
             )
-            assert.strictEqual(missing.exitCode, 1, `${version}: ${missing.stderr}`)
-            assert.isFalse(fs.existsSync(path.join(restored.pg.pgdata, "pg_wal", "RECOVERYXLOG")))
+            assert.deepStrictEqual(
+              restoreViaOriginal.map((calls) => calls.at(-1)),
+              ["/cnpgi.wal.v1.WAL/Restore"],
+            )
+
+            // As PostgreSQL sees its restore_command: a segment the archive lacks fails at once; with a
+            // repository down, the same answer comes only after the sidecar read it again for its
+            // retry time (the file may be there); a segment the other repository holds is restored.
+            const missingUp = yield* restoreCommand("0000000100000000000000FE")
+            assert.deepInclude(missingUp, { exitCode: 1, found: false })
+            assert.isBelow(missingUp.ms, 4_000, `${version}: a missing segment is answered at once`)
+            yield* s3.stop()
+            const missingDown = yield* restoreCommand("0000000100000000000000FE")
+            assert.deepInclude(missingDown, { exitCode: 1, found: false })
+            assert.isAtLeast(
+              missingDown.ms,
+              4_000,
+              `${version}: an unreadable repository is read again first`,
+            )
+            assert.deepInclude(yield* restoreCommand(segments[1] ?? ""), { exitCode: 0, found: true })
+            yield* s3.start()
+            const log = logRecords(yield* restored.sidecar.log())
             assert.isTrue(
-              logRecords(yield* restored.sidecar.log()).some(
-                (record) =>
-                  record.rpc === "cnpgi.wal.v1.WAL/Restore" && String(record.msg).includes("NOT_FOUND"),
-              ),
-              `${version}: the sidecar answered NOT_FOUND`,
+              log.some((record) => String(record.msg).startsWith("WAL file not readable now")),
+              `${version}: the sidecar read the unreadable repository again`,
             )
           }).pipe(withLiveClock),
         600_000,

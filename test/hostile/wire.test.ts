@@ -199,6 +199,12 @@ const checkOutcome = (method: string, outcome: Outcome) => {
       }
       break
     case grpc.status.INVALID_ARGUMENT: {
+      // A message past MAX_STATUS_MESSAGE is cut: a multi-kilobyte hostile key can fill it before the
+      // reason. It still starts with the field.
+      if (/\.\.\. \(\d+ more characters\)$/.test(outcome.details)) {
+        assert.match(outcome.details, FIELD, where)
+        break
+      }
       const field = outcome.details.slice(0, outcome.details.indexOf(": "))
       assert.match(field, FIELD, where)
       assert.isAbove(outcome.details.length, field.length + 2, where)
