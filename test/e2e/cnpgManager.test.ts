@@ -2,8 +2,10 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
+import { loadYaml } from "@kubernetes/client-node"
 import { Effect } from "effect"
 import { readManifest, takeBackup } from "../../src/cli/pluginClient.js"
+import { restoreJob } from "../../src/cli/restoreClient.js"
 import {
   instanceManagerServer,
   managerBinary,
@@ -13,9 +15,18 @@ import {
 } from "../rig/cnpgManager.js"
 import { exec, makeTempDir, postgresAccount, rigError, withLiveClock } from "../rig/exec.js"
 import { makePgBackRestEnv, PostgresCluster, runPgBackRest, S3Endpoint } from "../rig/index.js"
-import { preparePlugin, sidecarFor } from "../rig/plugin.js"
+import { PROJECT_ROOT } from "../rig/paths.js"
+import { preparePlugin, restoreSidecarFor, sidecarFor } from "../rig/plugin.js"
 import { MAIN_JS, NODE } from "../rig/sidecar.js"
-import { archivedThrough, logRecords, restoreCluster, rowsByPhase, writeRestoredCluster } from "./support.js"
+import {
+  archivedThrough,
+  eventually,
+  logRecords,
+  restoreCluster,
+  restoredFromArchive,
+  rowsByPhase,
+  writeRestoredCluster,
+} from "./support.js"
 
 /**
  * CloudNativePG's own instance manager as the plugin's peer: PostgreSQL archives with `manager
@@ -27,6 +38,7 @@ import { archivedThrough, logRecords, restoreCluster, rowsByPhase, writeRestored
 
 const POD = "cluster-demo-1"
 const RESTORED_POD = "cluster-restored-1"
+const REPLICA_POD = "cluster-replica-1"
 
 const WAL_ARCHIVE_SEQUENCE = [
   "/cnpgi.identity.v1.Identity/GetPluginMetadata",
@@ -297,6 +309,98 @@ layer(NodeContext.layer, { timeout: "600 seconds" })(
               log.some((record) => String(record.msg).startsWith("WAL file not readable now")),
               `${version}: the sidecar read the unreadable repository again`,
             )
+          }).pipe(withLiveClock),
+        600_000,
+      )
+
+      it.scoped(
+        `${version}: a replica cluster follows its source through wal-restore, in standby mode`,
+        () =>
+          Effect.gen(function* () {
+            const owner = yield* postgresAccount
+            const work = yield* makeTempDir(`cnpg-manager-replica-${version}-`, { owner, mode: 0o755 })
+            const manager = yield* managerBinary(version, work)
+            const s3 = yield* S3Endpoint.make({ bucket: `replica-${version.replaceAll(".", "-")}` })
+            const dirs = yield* preparePlugin({ s3 })
+            const source = yield* readManifest(dirs.clusterFile, "Cluster").pipe(
+              Effect.mapError((error) => rigError("cluster manifest", error.message)),
+            )
+            const web = yield* instanceManagerServer(withStatus(source, POD))
+            const archive = managerScript(work, manager, {
+              command: "wal-archive",
+              socketDir: dirs.pluginDir,
+              pod: POD,
+            })
+            const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: `${archive} %p` })
+            const sidecar = yield* sidecarFor(dirs, pg)
+            yield* sidecar.start()
+            yield* pg.psql("CREATE TABLE t (id serial PRIMARY KEY, phase text NOT NULL)")
+            yield* pg.psql("INSERT INTO t (phase) SELECT 'A' FROM generate_series(1, 100)")
+            yield* takeBackup(sidecar.pluginDir, {
+              clusterFile: dirs.clusterFile,
+              backupName: "base",
+              parameters: {},
+            }).pipe(Effect.mapError((error) => rigError("backup", error.message)))
+            const writePhase = (phase: string) =>
+              Effect.gen(function* () {
+                yield* web.serve(withStatus(source, POD))
+                yield* pg.psql(`INSERT INTO t (phase) SELECT '${phase}' FROM generate_series(1, 100)`)
+                yield* archivedThrough(pg, yield* pg.switchWal())
+              })
+            yield* writePhase("B")
+
+            // examples/cluster-replica.yaml: bootstrapped from the source's Stanza, then following it as
+            // a standby whose restore_command is CloudNativePG's wal-restore. Only one Cluster can be in
+            // the stand-in web server at a time: the source's while it archives, the replica's after.
+            const replicaFile = path.join(dirs.manifestsDir, "cluster-replica.yaml")
+            const replica = loadYaml<Record<string, unknown>>(
+              fs.readFileSync(path.join(PROJECT_ROOT, "examples", "cluster-replica.yaml"), "utf8"),
+            )
+            fs.writeFileSync(replicaFile, JSON.stringify(replica))
+            const following = withStatus(replica, REPLICA_POD)
+            yield* web.serve(following)
+            let replicaSockets = ""
+            const standby = yield* PostgresCluster.make({
+              restoreInto: (pgdata) =>
+                Effect.gen(function* () {
+                  const { sidecar: restoreSidecar } = yield* restoreSidecarFor(dirs, pgdata, {
+                    name: "replica",
+                    clusterFile: replicaFile,
+                  })
+                  yield* restoreSidecar.start()
+                  replicaSockets = restoreSidecar.pluginDir
+                  managerScript(work, manager, {
+                    command: "wal-restore",
+                    socketDir: restoreSidecar.pluginDir,
+                    pod: REPLICA_POD,
+                  })
+                  yield* restoreJob(restoreSidecar.pluginDir, replicaFile).pipe(
+                    Effect.mapError((error) => rigError("replica restore", error.message)),
+                  )
+                  // standby.signal beside recovery.signal: standby mode wins, and recovery never ends.
+                  fs.writeFileSync(path.join(pgdata, "standby.signal"), "")
+                  fs.chownSync(path.join(pgdata, "standby.signal"), owner.uid, owner.gid)
+                }),
+              restoreCommand: `${path.join(work, `wal-restore-${REPLICA_POD}.sh`)} %f %p`,
+              extraConf: ["hot_standby = on", "wal_retrieve_retry_interval = '1s'"],
+            })
+            assert.notStrictEqual(replicaSockets, "")
+            const rowsOn = (phase: string) =>
+              eventually(
+                `${version}: the replica to replay phase ${phase}`,
+                standby
+                  .psql(`SELECT count(*) FROM t WHERE phase = '${phase}'`)
+                  .pipe(Effect.orElseSucceed(() => "0")),
+                (count) => count === "100",
+                120_000,
+              )
+            yield* rowsOn("B")
+            // The source goes on; the replica follows, segment by segment, still a standby.
+            yield* writePhase("C")
+            yield* web.serve(following)
+            yield* rowsOn("C")
+            assert.strictEqual(yield* standby.psql("SELECT pg_is_in_recovery()"), "t")
+            assert.isAtLeast(restoredFromArchive(standby).length, 2)
           }).pipe(withLiveClock),
         600_000,
       )
