@@ -14,12 +14,13 @@ import {
   rpcRecorder,
 } from "../rig/cnpgManager.js"
 import { exec, makeTempDir, postgresAccount, rigError, withLiveClock } from "../rig/exec.js"
-import { makePgBackRestEnv, PostgresCluster, runPgBackRest, S3Endpoint } from "../rig/index.js"
+import { PostgresCluster, S3Endpoint } from "../rig/index.js"
 import { PROJECT_ROOT } from "../rig/paths.js"
 import { preparePlugin, restoreSidecarFor, sidecarFor } from "../rig/plugin.js"
 import { MAIN_JS, NODE } from "../rig/sidecar.js"
 import {
   archivedThrough,
+  assertInBothRepositories,
   eventually,
   logRecords,
   restoreCluster,
@@ -92,6 +93,39 @@ const withStatus = (cluster: Record<string, unknown>, pod: string) => ({
   status: { currentPrimary: pod, targetPrimary: pod },
 })
 
+/**
+ * A source cluster that archives through CloudNativePG's `manager wal-archive`, which reaches the
+ * sidecar through a recorder in front of its socket, with a table `t`, phase A written and a base
+ * backup taken.
+ */
+const startSource = (version: string, bucket: string) =>
+  Effect.gen(function* () {
+    const owner = yield* postgresAccount
+    const work = yield* makeTempDir(`cnpg-manager-${bucket}-`, { owner, mode: 0o755 })
+    const manager = yield* managerBinary(version, work)
+    const s3 = yield* S3Endpoint.make({ bucket: `${bucket}-${version.replaceAll(".", "-")}` })
+    // A stopped S3 endpoint fails a pgBackRest command within seconds with a 1 s io-timeout.
+    const dirs = yield* preparePlugin({ s3, stanza: { customEnvVar: { PGBACKREST_IO_TIMEOUT: "1" } } })
+    const cluster = yield* readManifest(dirs.clusterFile, "Cluster").pipe(
+      Effect.mapError((error) => rigError("cluster manifest", error.message)),
+    )
+    const web = yield* instanceManagerServer(withStatus(cluster, POD))
+    const socketDir = yield* makeTempDir("cnpg-manager-sockets-", { mode: 0o755 })
+    const archive = managerScript(work, manager, { command: "wal-archive", socketDir, pod: POD })
+    const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: `${archive} %p` })
+    const sidecar = yield* sidecarFor(dirs, pg)
+    const recorder = yield* rpcRecorder(sidecar.socket, socketDir)
+    yield* sidecar.start()
+    yield* pg.psql("CREATE TABLE t (id serial PRIMARY KEY, phase text NOT NULL)")
+    yield* pg.psql("INSERT INTO t (phase) SELECT 'A' FROM generate_series(1, 100)")
+    yield* takeBackup(sidecar.pluginDir, {
+      clusterFile: dirs.clusterFile,
+      backupName: "base",
+      parameters: {},
+    }).pipe(Effect.mapError((error) => rigError("backup", error.message)))
+    return { owner, work, manager, s3, dirs, cluster, web, pg, sidecar, recorder, socketDir }
+  })
+
 layer(NodeContext.layer, { timeout: "600 seconds" })(
   "CloudNativePG's own manager as the peer (wal-archive, wal-restore; real PostgreSQL 15, pgBackRest, S3)",
   (it) => {
@@ -100,39 +134,16 @@ layer(NodeContext.layer, { timeout: "600 seconds" })(
         `${version}: archives every segment to both repositories, recovers to a time target, and makes the RPCs the port makes`,
         () =>
           Effect.gen(function* () {
-            const owner = yield* postgresAccount
-            const work = yield* makeTempDir(`cnpg-manager-${version}-`, { owner, mode: 0o755 })
-            const manager = yield* managerBinary(version, work)
-            const s3 = yield* S3Endpoint.make({ bucket: `manager-${version.replaceAll(".", "-")}` })
-            // A stopped S3 endpoint fails a pgBackRest command within seconds with a 1 s io-timeout.
-            const dirs = yield* preparePlugin({
+            const {
+              work,
+              manager,
               s3,
-              stanza: { customEnvVar: { PGBACKREST_IO_TIMEOUT: "1" } },
-            })
-            const cluster = yield* readManifest(dirs.clusterFile, "Cluster").pipe(
-              Effect.mapError((error) => rigError("cluster manifest", error.message)),
-            )
-            const web = yield* instanceManagerServer(withStatus(cluster, POD))
-            const recorded = yield* makeTempDir(`cnpg-manager-sockets-`, { mode: 0o755 })
-
-            // PostgreSQL archives through CloudNativePG's wal-archive, which reaches the sidecar.
-            const archive = managerScript(work, manager, {
-              command: "wal-archive",
+              dirs,
+              web,
+              pg,
+              recorder,
               socketDir: recorded,
-              pod: POD,
-            })
-            const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: `${archive} %p` })
-            const sidecar = yield* sidecarFor(dirs, pg)
-            const recorder = yield* rpcRecorder(sidecar.socket, recorded)
-            yield* sidecar.start()
-
-            yield* pg.psql("CREATE TABLE t (id serial PRIMARY KEY, phase text NOT NULL)")
-            yield* pg.psql("INSERT INTO t (phase) SELECT 'A' FROM generate_series(1, 100)")
-            yield* takeBackup(sidecar.pluginDir, {
-              clusterFile: dirs.clusterFile,
-              backupName: "base",
-              parameters: {},
-            }).pipe(Effect.mapError((error) => rigError("backup", error.message)))
+            } = yield* startSource(version, "manager")
             const segments: Array<string> = []
             for (let i = 0; i < 3; i++) {
               yield* pg.psql("INSERT INTO t (phase) SELECT 'B' FROM generate_series(1, 100)")
@@ -148,26 +159,7 @@ layer(NodeContext.layer, { timeout: "600 seconds" })(
             segments.push(last)
             yield* archivedThrough(pg, last)
 
-            // Every segment in both repositories, as pgBackRest itself reads them.
-            const env = {
-              ...(yield* makePgBackRestEnv(pg)),
-              ...S3Endpoint.pgbackrestRepoEnv(s3, 1, dirs.s3RepoPath),
-              PGBACKREST_REPO2_PATH: dirs.posixRepo,
-              PGBACKREST_STANZA: "main",
-            }
-            for (const segment of segments) {
-              for (const repo of ["1", "2"]) {
-                const got = yield* runPgBackRest(
-                  ["archive-get", `--repo=${repo}`, segment, path.join(pg.baseDir, `check-${repo}`)],
-                  env,
-                )
-                assert.strictEqual(
-                  got.exitCode,
-                  0,
-                  `${version}: ${segment} missing from repo ${repo}: ${got.stderr}`,
-                )
-              }
-            }
+            yield* assertInBothRepositories(pg, s3, dirs, segments)
             // wal-archive reported each success to the instance manager, which sets ContinuousArchiving.
             const conditions = yield* web.conditions()
             assert.isAtLeast(conditions.length, segments.length)
@@ -317,30 +309,15 @@ layer(NodeContext.layer, { timeout: "600 seconds" })(
         `${version}: a replica cluster follows its source through wal-restore, in standby mode`,
         () =>
           Effect.gen(function* () {
-            const owner = yield* postgresAccount
-            const work = yield* makeTempDir(`cnpg-manager-replica-${version}-`, { owner, mode: 0o755 })
-            const manager = yield* managerBinary(version, work)
-            const s3 = yield* S3Endpoint.make({ bucket: `replica-${version.replaceAll(".", "-")}` })
-            const dirs = yield* preparePlugin({ s3 })
-            const source = yield* readManifest(dirs.clusterFile, "Cluster").pipe(
-              Effect.mapError((error) => rigError("cluster manifest", error.message)),
-            )
-            const web = yield* instanceManagerServer(withStatus(source, POD))
-            const archive = managerScript(work, manager, {
-              command: "wal-archive",
-              socketDir: dirs.pluginDir,
-              pod: POD,
-            })
-            const pg = yield* PostgresCluster.make({ archiveMode: "on", archiveCommand: `${archive} %p` })
-            const sidecar = yield* sidecarFor(dirs, pg)
-            yield* sidecar.start()
-            yield* pg.psql("CREATE TABLE t (id serial PRIMARY KEY, phase text NOT NULL)")
-            yield* pg.psql("INSERT INTO t (phase) SELECT 'A' FROM generate_series(1, 100)")
-            yield* takeBackup(sidecar.pluginDir, {
-              clusterFile: dirs.clusterFile,
-              backupName: "base",
-              parameters: {},
-            }).pipe(Effect.mapError((error) => rigError("backup", error.message)))
+            const {
+              owner,
+              work,
+              manager,
+              dirs,
+              cluster: source,
+              web,
+              pg,
+            } = yield* startSource(version, "replica")
             const writePhase = (phase: string) =>
               Effect.gen(function* () {
                 yield* web.serve(withStatus(source, POD))

@@ -2,11 +2,11 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Schema } from "effect"
+import { Deferred, Effect, Fiber } from "effect"
 import { takeBackup } from "../../src/cli/pluginClient.js"
 import { type RigError, rigError, withLiveClock } from "../rig/exec.js"
 import * as FaultProxy from "../rig/faultProxy.js"
-import { type PluginDirs, updateStanza } from "../rig/plugin.js"
+import type { PluginDirs } from "../rig/plugin.js"
 import {
   archivedThrough,
   eventually,
@@ -24,17 +24,6 @@ import {
  * promote short of its target: the restore sidecar must wait the failure out. The only repository is
  * S3, so nothing can be read elsewhere meanwhile.
  */
-
-const Repositories = Schema.Array(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
-
-const throughProxy = (dirs: PluginDirs, endpoint: string): Effect.Effect<void, RigError> =>
-  updateStanza(dirs, (config) => ({
-    ...config,
-    s3Repositories: Schema.decodeUnknownSync(Repositories)(config.s3Repositories).map((repo) => ({
-      ...repo,
-      endpoint,
-    })),
-  }))
 
 const insertPhase = (
   pg: { readonly psql: (sql: string) => Effect.Effect<string, RigError> },
@@ -78,7 +67,7 @@ layer(NodeContext.layer, { timeout: "300 seconds" })(
             prepare: ({ s3, dirs }) =>
               Effect.gen(function* () {
                 const proxy = yield* FaultProxy.make(s3)
-                yield* throughProxy(dirs, proxy.endpoint)
+                yield* FaultProxy.routeStanzaThrough(dirs, proxy.endpoint)
                 yield* Deferred.succeed(proxied, proxy)
               }),
           })

@@ -2,6 +2,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
+import { assert } from "@effect/vitest"
 import { Effect, Schema, type Scope } from "effect"
 import { Status } from "nice-grpc"
 import { restoreJob } from "../../src/cli/restoreClient.js"
@@ -481,6 +482,29 @@ export const rowsByPhase = (pg: Postgres): Effect.Effect<string, RigError> =>
   pg.psql(
     "SELECT string_agg(phase || ':' || n, ' ' ORDER BY phase) FROM (SELECT phase, count(*) n FROM t GROUP BY phase) s",
   )
+
+/** Every segment in both repositories of the documented Stanza, as pgBackRest itself reads them. */
+export const assertInBothRepositories = (
+  pg: Postgres,
+  s3: S3Endpoint.S3Endpoint,
+  dirs: PluginDirs,
+  segments: ReadonlyArray<string>,
+) =>
+  Effect.gen(function* () {
+    const env = yield* verificationEnv(pg, s3, [
+      { kind: "s3", path: dirs.s3RepoPath },
+      { kind: "posix", path: dirs.posixRepo },
+    ])
+    for (const segment of segments) {
+      for (const repo of ["1", "2"]) {
+        const got = yield* runPgBackRest(
+          ["archive-get", `--repo=${repo}`, segment, path.join(pg.baseDir, `check-${repo}`)],
+          env,
+        )
+        assert.strictEqual(got.exitCode, 0, `segment ${segment} missing from repo ${repo}: ${got.stderr}`)
+      }
+    }
+  })
 
 /** The WAL files PostgreSQL's server log says it restored from the archive (`restored log file "..." from archive`). */
 export const restoredFromArchive = (pg: Postgres): ReadonlyArray<string> =>

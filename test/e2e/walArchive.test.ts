@@ -1,9 +1,9 @@
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { makePgBackRestEnv, PostgresCluster, runPgBackRest, S3Endpoint } from "../rig/index.js"
+import { PostgresCluster, S3Endpoint } from "../rig/index.js"
 import { preparePlugin, sidecarFor } from "../rig/plugin.js"
-import { archivedThrough } from "./support.js"
+import { archivedThrough, assertInBothRepositories } from "./support.js"
 
 layer(NodeContext.layer)(
   "WAL archiving through the sidecar (real PostgreSQL, pgBackRest, HTTPS S3)",
@@ -24,21 +24,7 @@ layer(NodeContext.layer)(
         yield* archivedThrough(pg, last)
 
         // Checked with pgBackRest itself, not through the plugin.
-        const env = {
-          ...(yield* makePgBackRestEnv(pg)),
-          ...S3Endpoint.pgbackrestRepoEnv(s3, 1, dirs.s3RepoPath),
-          PGBACKREST_REPO2_PATH: dirs.posixRepo,
-          PGBACKREST_STANZA: "main",
-        }
-        for (const segment of segments) {
-          for (const repo of ["1", "2"]) {
-            const got = yield* runPgBackRest(
-              ["archive-get", `--repo=${repo}`, segment, `${pg.baseDir}/restored-${repo}`],
-              env,
-            )
-            assert.strictEqual(got.exitCode, 0, `segment ${segment} missing from repo ${repo}: ${got.stderr}`)
-          }
-        }
+        yield* assertInBothRepositories(pg, s3, dirs, segments)
         const log = yield* sidecar.log()
         assert.strictEqual(
           log.split("\n").filter((line) => line.includes('"msg":"stanza initialised"')).length,

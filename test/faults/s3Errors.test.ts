@@ -1,27 +1,10 @@
 import { NodeContext } from "@effect/platform-node"
 import { assert, layer } from "@effect/vitest"
-import { Console, Deferred, Effect, Schema } from "effect"
+import { Console, Deferred, Effect } from "effect"
 import { archiverStats, readySegments } from "../e2e/support.js"
-import { type RigError, rigError, withLiveClock } from "../rig/exec.js"
+import { withLiveClock } from "../rig/exec.js"
 import * as FaultProxy from "../rig/faultProxy.js"
-import { type PluginDirs, updateStanza } from "../rig/plugin.js"
 import { archiveFailures, backlogCleared, finishFault, startFaultRig } from "./harness.js"
-
-const Repositories = Schema.Array(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
-
-/** The Stanza's S3 repository (the rig's only one) reached through `endpoint` instead of s3rver's port. */
-const throughProxy = (dirs: PluginDirs, endpoint: string): Effect.Effect<void, RigError> =>
-  Effect.gen(function* () {
-    let rewritten = false
-    yield* updateStanza(dirs, (config) => {
-      const repositories = Schema.decodeUnknownSync(Repositories)(config.s3Repositories)
-      rewritten = repositories.length === 1
-      return { ...config, s3Repositories: repositories.map((repo) => ({ ...repo, endpoint })) }
-    })
-    if (!rewritten) {
-      return yield* Effect.fail(rigError("fault proxy", "the Stanza does not have exactly one S3 repository"))
-    }
-  })
 
 layer(NodeContext.layer)("fault: the S3 endpoint answering 500 and 503 for 30 s under load", (it) => {
   it.scoped("every segment reaches both repositories and a restore to latest holds every row", () =>
@@ -37,7 +20,7 @@ layer(NodeContext.layer)("fault: the S3 endpoint answering 500 and 503 for 30 s 
         prepare: ({ s3, dirs }) =>
           Effect.gen(function* () {
             const proxy = yield* FaultProxy.make(s3)
-            yield* throughProxy(dirs, proxy.endpoint)
+            yield* FaultProxy.routeStanzaThrough(dirs, proxy.endpoint)
             yield* Deferred.succeed(proxied, proxy)
           }),
       })

@@ -5,8 +5,9 @@ import * as https from "node:https"
 import * as path from "node:path"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
-import { Effect, type Scope } from "effect"
+import { Effect, Schema, type Scope } from "effect"
 import { execOk, makeTempDir, type RigError, rigError } from "./exec.js"
+import { type PluginDirs, updateStanza } from "./plugin.js"
 import type { S3Endpoint } from "./s3.js"
 import { SERVER_EXTENSIONS } from "./tls.js"
 
@@ -249,4 +250,20 @@ export const make = (
         }),
       counts: () => Effect.sync(() => ({ ...counts })),
     } satisfies FaultProxy
+  })
+
+const Repositories = Schema.Array(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+
+/** The Stanza's S3 repository (the rig's only one) reached through `endpoint` instead of s3rver's port. */
+export const routeStanzaThrough = (dirs: PluginDirs, endpoint: string): Effect.Effect<void, RigError> =>
+  Effect.gen(function* () {
+    let rewritten = false
+    yield* updateStanza(dirs, (config) => {
+      const repositories = Schema.decodeUnknownSync(Repositories)(config.s3Repositories)
+      rewritten = repositories.length === 1
+      return { ...config, s3Repositories: repositories.map((repo) => ({ ...repo, endpoint })) }
+    })
+    if (!rewritten) {
+      return yield* Effect.fail(rigError("fault proxy", "the Stanza does not have exactly one S3 repository"))
+    }
   })
