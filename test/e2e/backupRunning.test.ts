@@ -138,7 +138,9 @@ layer(RigLive, { timeout: "150 seconds" })(
         )
         const after = yield* archiverStats(rig.pg)
         assert.strictEqual(after.failed, before.failed)
-        assert.isTrue(after.lastArchived >= result.endWal, `${after.lastArchived} < ${result.endWal}`)
+        assert.isAbove(after.archived, before.archived)
+        // pg_stat_archiver's last file may be the backup history file (`<end>.00000028.backup` sorts
+        // before the end segment's successor): the repositories themselves say the end WAL is there.
         for (const repo of [1, 2]) {
           for (const wal of [segment, result.endWal]) {
             assert.strictEqual(
