@@ -64,12 +64,7 @@ layer(NodeContext.layer, { timeout: "300 seconds" })(
             // S3 only, so that no other repository answers during the fault; a short io-timeout, so
             // that a failing request fails pgBackRest's command within seconds (see s3Errors.test.ts).
             stanza: () => ({ posixRepositories: [], customEnvVar: { PGBACKREST_IO_TIMEOUT: "1" } }),
-            prepare: ({ s3, dirs }) =>
-              Effect.gen(function* () {
-                const proxy = yield* FaultProxy.make(s3)
-                yield* FaultProxy.routeStanzaThrough(dirs, proxy.endpoint)
-                yield* Deferred.succeed(proxied, proxy)
-              }),
+            prepare: FaultProxy.interposeOn(proxied),
           })
           const proxy = yield* Deferred.await(proxied)
 

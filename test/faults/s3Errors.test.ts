@@ -17,12 +17,7 @@ layer(NodeContext.layer)("fault: the S3 endpoint answering 500 and 503 for 30 s 
         // WAL.Archive call outlasted the 30 s of errors and PostgreSQL never saw a failure; with 1 s (as in
         // the S3-down fault) the calls fail within seconds and PostgreSQL retries the segment itself.
         stanza: () => ({ customEnvVar: { PGBACKREST_IO_TIMEOUT: "1" } }),
-        prepare: ({ s3, dirs }) =>
-          Effect.gen(function* () {
-            const proxy = yield* FaultProxy.make(s3)
-            yield* FaultProxy.routeStanzaThrough(dirs, proxy.endpoint)
-            yield* Deferred.succeed(proxied, proxy)
-          }),
+        prepare: FaultProxy.interposeOn(proxied),
       })
       const proxy = yield* Deferred.await(proxied)
       yield* Effect.sleep("3 seconds")

@@ -86,7 +86,7 @@ backup)
     --annotation=cnpg-backup-uid=*) uid="\${arg#--annotation=cnpg-backup-uid=}" ;;
     esac
   done
-  sed -e "s/__REPO__/$repo/" -e "s/__UID__/$uid/" "${stateDir}/info-template.json" >"${stateDir}/info.json"
+  sed -e "s/__REPO__/$repo/g" -e "s/__UID__/$uid/" "${stateDir}/info-template.json" >"${stateDir}/info.json"
   ;;
 archive-get)
   printf 'WAL %s\\n' "$2" >"$3" || exit 1
@@ -99,7 +99,15 @@ const infoTemplate = JSON.stringify([
   {
     name: STANZA_NAME,
     status: { code: 0, message: "ok" },
-    archive: [{ database: { id: 1, "repo-key": 1 }, id: "16-1", min: null, max: null }],
+    // As after PostgreSQL archived the backup's WAL to its repository (the plugin waits for that).
+    archive: [
+      {
+        database: { id: 1, "repo-key": "__REPO__" },
+        id: "16-1",
+        min: "000000010000000000000001",
+        max: "000000010000000000000002",
+      },
+    ],
     backup: [
       {
         label: BACKUP_LABEL,
@@ -114,7 +122,7 @@ const infoTemplate = JSON.stringify([
     ],
   },
   // The repository number is a number in pgBackRest's JSON: the placeholder loses its quotes.
-]).replace('"__REPO__"', "__REPO__")
+]).replaceAll('"__REPO__"', "__REPO__")
 
 const stanzaManifest = JSON.stringify({
   apiVersion: "pgbackrest.dalibo.com/v1",

@@ -5,7 +5,7 @@ import * as https from "node:https"
 import * as path from "node:path"
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
-import { Effect, Schema, type Scope } from "effect"
+import { Deferred, Effect, Schema, type Scope } from "effect"
 import { execOk, makeTempDir, type RigError, rigError } from "./exec.js"
 import { type PluginDirs, updateStanza } from "./plugin.js"
 import type { S3Endpoint } from "./s3.js"
@@ -255,7 +255,7 @@ export const make = (
 const Repositories = Schema.Array(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
 
 /** The Stanza's S3 repository (the rig's only one) reached through `endpoint` instead of s3rver's port. */
-export const routeStanzaThrough = (dirs: PluginDirs, endpoint: string): Effect.Effect<void, RigError> =>
+const routeStanzaThrough = (dirs: PluginDirs, endpoint: string): Effect.Effect<void, RigError> =>
   Effect.gen(function* () {
     let rewritten = false
     yield* updateStanza(dirs, (config) => {
@@ -267,3 +267,16 @@ export const routeStanzaThrough = (dirs: PluginDirs, endpoint: string): Effect.E
       return yield* Effect.fail(rigError("fault proxy", "the Stanza does not have exactly one S3 repository"))
     }
   })
+
+/**
+ * A `prepare` step of the e2e setups: a proxy in front of the setup's S3 endpoint, the Stanza's S3
+ * repository routed through it before anything reads the Stanza, and the proxy handed over in `proxied`.
+ */
+export const interposeOn =
+  (proxied: Deferred.Deferred<FaultProxy>) =>
+  (setup: { readonly s3: S3Endpoint; readonly dirs: PluginDirs }) =>
+    Effect.gen(function* () {
+      const proxy = yield* make(setup.s3)
+      yield* routeStanzaThrough(setup.dirs, proxy.endpoint)
+      yield* Deferred.succeed(proxied, proxy)
+    })
